@@ -1,0 +1,40 @@
+"""runctl: run ML training jobs locally, on AWS EC2 and on RunPod.
+
+The library API is the CLI without the rendering. Names are imported on first use, so a
+training script's ``from runctl import Checkpointer`` stays stdlib-only and ``runctl --help``
+stays fast:
+
+* ``Checkpointer`` — atomic save, keep-last-N, ``latest()``, ``stop_requested``;
+* ``load_config``, ``Config`` — validated configuration;
+* ``Ledger`` — the SQLite record of jobs, resources, usage and events;
+* ``LocalRun``, ``run_local`` — run a script locally under graceful shutdown;
+* ``RetryPolicy`` and the ``RunctlError`` hierarchy (``runctl.errors``).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Checkpointer": "runctl.checkpointer",
+    "Config": "runctl.core.config",
+    "load_config": "runctl.core.config",
+    "Ledger": "runctl.core.ledger",
+    "LocalRun": "runctl.workflows.local",
+    "run_local": "runctl.workflows.local",
+    "RetryPolicy": "runctl.core.retry",
+    "RunctlError": "runctl.core.errors",
+    "ExitCode": "runctl.core.errors",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    if name == "errors":
+        return import_module("runctl.core.errors")
+    raise AttributeError(f"module 'runctl' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m runctl``."""
+
+from runctl.cli.main import main
+
+main()

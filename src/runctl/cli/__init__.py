@@ -1,0 +1,1 @@
+"""The ``runctl`` command line: thin typer commands over the library (parse, call, render)."""

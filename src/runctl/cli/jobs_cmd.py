@@ -1,0 +1,173 @@
+"""``runctl jobs list|show|cancel``, ``runctl logs``, ``runctl events``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from runctl.cli import render
+from runctl.cli.options import OutputOpt
+from runctl.cli.render import OutputFormat
+from runctl.cli.state import STATE
+
+app = typer.Typer(help="List, inspect and cancel jobs.", no_args_is_help=True)
+
+
+def _job_row(job: Any, cost: float) -> dict[str, Any]:
+    return {**job.to_dict(), "cost_usd": round(cost, 6)}
+
+
+def _ledger_with_local_reconciled() -> Any:
+    from runctl.workflows.local import reconcile_local_jobs
+
+    ledger = STATE.ledger()
+    for job in reconcile_local_jobs(ledger):
+        render.info(f"job {job.id} marked lost: its runctl process is gone")
+    return ledger
+
+
+@app.command("list")
+def list_jobs(
+    name: Annotated[str | None, typer.Option(help="Only jobs with this name.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """List jobs, newest first."""
+    from runctl.core.cost import job_cost
+
+    ledger = _ledger_with_local_reconciled()
+    jobs = ledger.list_jobs(name=name, states=[state] if state else None, limit=limit)
+    rows = [_job_row(job, job_cost(ledger, job.id)) for job in jobs]
+    if output is OutputFormat.json:
+        render.print_json(rows)
+        return
+    now = time.time()
+    render.table(
+        None,
+        ["ID", "NAME", "PROVIDER", "STATE", "ATTEMPT", "STARTED", "ELAPSED", "EXIT", "COST"],
+        [
+            (
+                r["id"],
+                r["name"],
+                r["provider"],
+                r["state"],
+                r["attempt"],
+                render.when(r["started_at"] or r["created_at"]),
+                render.duration((r["ended_at"] or now) - (r["started_at"] or r["created_at"])),
+                r["exit_code"],
+                render.usd(r["cost_usd"]),
+            )
+            for r in rows
+        ],
+    )
+
+
+@app.command("show")
+def show(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id (or a unique prefix).")],
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Show one job: state, exit code, checkpoints, log, cost, recent events."""
+    from runctl.core.cost import job_cost
+
+    ledger = _ledger_with_local_reconciled()
+    job = ledger.get_job(job_id)
+    data = _job_row(job, job_cost(ledger, job.id))
+    data["resources"] = [r.to_dict() for r in ledger.list_resources(job_id=job.id)]
+    data["events"] = [e.to_dict() for e in ledger.events(job_id=job.id, limit=20)]
+    if output is OutputFormat.json:
+        render.print_json(data)
+        return
+    render.fields(
+        [
+            ("id", job.id),
+            ("name", job.name),
+            ("provider", job.provider),
+            ("state", job.state),
+            ("detail", job.detail),
+            ("exit code", job.exit_code),
+            ("attempt", job.attempt),
+            ("script", " ".join([job.script, *job.args])),
+            ("created", render.when(job.created_at)),
+            ("started", render.when(job.started_at)),
+            ("ended", render.when(job.ended_at)),
+            ("checkpoint dir", job.checkpoint_dir),
+            ("resumed from", job.resume_from),
+            ("last checkpoint", job.last_checkpoint),
+            ("log", job.log_path),
+            ("cost", render.usd(data["cost_usd"])),
+        ]
+    )
+    for event in data["events"]:
+        render.console().print(
+            f"  [dim]{render.when(event['ts'])}[/]  {event['message']}", markup=True, highlight=False
+        )
+
+
+@app.command("cancel")
+def cancel(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id (or a unique prefix).")],
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Stop a running job gracefully (it saves its checkpoint) and record it as cancelled."""
+    from runctl.workflows.jobs import cancel_job
+
+    job = cancel_job(STATE.ledger(), job_id)
+    if output is OutputFormat.json:
+        render.print_json(job.to_dict())
+    else:
+        render.info(f"job {job.id}: {job.state}")
+
+
+def logs(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id (or a unique prefix).")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+) -> None:
+    """Print a job's log (stdout and stderr of its script)."""
+    from runctl.core.errors import NotFoundError
+    from runctl.workflows.jobs import follow_log
+
+    ledger = STATE.ledger()
+    job = ledger.get_job(job_id)
+    if not job.log_path:
+        raise NotFoundError(f"job {job.id} has no log", hint="it may not have started")
+    path = Path(job.log_path)
+    out = sys.stdout.buffer
+    if not follow:
+        if not path.exists():
+            raise NotFoundError(
+                f"log file {path} does not exist", hint="it was removed, or the job never started"
+            )
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 16):
+                out.write(chunk)
+        out.flush()
+        return
+    for chunk in follow_log(path, until=lambda: ledger.get_job(job.id).is_final):
+        out.write(chunk)
+        out.flush()
+
+
+def events(
+    job_id: Annotated[str | None, typer.Option("--job", help="Only this job's events.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="The most recent N events.")] = 50,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Show the ledger's event log (oldest of the selection first)."""
+    ledger = STATE.ledger()
+    if job_id:
+        job_id = ledger.get_job(job_id).id
+    rows = [e.to_dict() for e in ledger.events(job_id=job_id, limit=limit)]
+    if output is OutputFormat.json:
+        render.print_json(rows)
+        return
+    render.table(
+        None,
+        ["TIME", "KIND", "JOB", "RESOURCE", "MESSAGE"],
+        [(render.when(r["ts"]), r["kind"], r["job_id"], r["resource_id"], r["message"]) for r in rows],
+    )

@@ -1,0 +1,330 @@
+"""Configuration: pydantic v2 models, discovery, layering and error messages that name the fix.
+
+Layers, lowest priority first; a later layer overrides single keys of an earlier one:
+
+1. the built-in defaults (every section is optional: an empty config runs ``runctl local``);
+2. the user config (``~/.config/runctl/config.toml``, see :mod:`runctl.core.paths`);
+3. the project config: ``--config FILE`` if given, else the nearest ``.runctl.toml`` searched
+   upward from the working directory;
+4. environment variables ``RUNCTL_<SECTION>__<KEY>`` (e.g. ``RUNCTL_LOCAL__GRACE_PERIOD=10s``).
+
+Validation happens on load. Unknown sections and keys are errors (a typo must not silently
+fall back to a default) with a "did you mean". Every error names where the value came from
+(file or environment variable), the key path and what to write instead.
+
+Durations accept seconds (``30``) or a number with a unit (``500ms``, ``30s``, ``5m``, ``2h``,
+``1d``). Secrets (``runpod.api_key``) are :class:`pydantic.SecretStr`: masked in every repr, in
+``model_dump`` and in ``runctl config show``. AWS credentials are never read from runctl's config:
+boto3's own credential chain is the only source.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from runctl.core.errors import ConfigError
+from runctl.core.paths import find_project_config, user_config_path
+
+ENV_PREFIX = "RUNCTL_"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``30``, ``"30"``, ``"500ms"``, ``"5m"``, ``"2h"``, ``"1d"``; must be > 0."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '2h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    else:
+        raise ValueError(
+            f"{value!r} is not a duration: write seconds (30) or a number with a unit "
+            "(500ms, 30s, 5m, 2h, 1d)"
+        )
+    if seconds <= 0:
+        raise ValueError(f"a duration must be greater than 0, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AwsConfig(_Section):
+    """``[aws]``: EC2, EBS and S3. Credentials come from boto3's chain, never from here."""
+
+    region: str | None = None
+    default_instance_type: str = "g5.xlarge"
+    default_ami: str | None = None
+    use_spot: bool = False
+    spot_max_price: PositiveFloat | None = None
+    fallback_to_on_demand: bool = True
+    iam_instance_profile: str | None = None
+    key_name: str | None = None
+    subnet_id: str | None = None
+    security_group_ids: list[str] = Field(default_factory=list)
+    root_volume_gb: PositiveInt = 100
+    s3_bucket: str | None = None
+    s3_prefix: str = "runctl"
+    max_running_instances: PositiveInt = 10
+
+
+class RunpodConfig(_Section):
+    """``[runpod]``: the GraphQL API. The key may also come from ``RUNPOD_API_KEY``."""
+
+    api_key: SecretStr | None = None
+    api_url: str = "https://api.runpod.io"
+    default_gpu: str = "NVIDIA GeForce RTX 4090"
+    gpu_count: PositiveInt = 1
+    cloud_type: Literal["secure", "community", "all"] = "secure"
+    image: str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
+    container_disk_gb: PositiveInt = 50
+    volume_gb: int = Field(default=0, ge=0)
+
+
+class LocalConfig(_Section):
+    """``[local]``: how ``runctl local`` runs a script on this machine."""
+
+    grace_period: Duration = 30.0
+    max_duration: Duration | None = None
+    python: str | None = None
+    use_uv: bool = True
+    rate_usd_per_hour: NonNegativeFloat = 0.0
+
+
+class CheckpointConfig(_Section):
+    """``[checkpoint]``: where checkpoints go and how many are kept."""
+
+    dir: Path | None = None
+    keep_last_n: PositiveInt | None = None
+    resume: bool = True
+
+
+class MonitoringConfig(_Section):
+    """``[monitoring]``: metrics and logs."""
+
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    textfile_dir: Path | None = None
+    pushgateway_url: str | None = None
+    log_format: Literal["text", "json"] = "text"
+    heartbeat_interval: Duration = 5.0
+
+
+class CostConfig(_Section):
+    """``[cost]``: budgets that refuse a launch before it overspends."""
+
+    budget_usd: PositiveFloat | None = None
+    budget_period: Literal["day", "week", "month"] = "month"
+    max_hourly_usd: PositiveFloat | None = None
+    max_cost_usd: PositiveFloat | None = None
+    warn_at: float = Field(default=0.8, gt=0, le=1)
+    price_stale_days: PositiveInt = 30
+
+
+class Config(_Section):
+    """The whole configuration. Every section is optional."""
+
+    aws: AwsConfig = Field(default_factory=AwsConfig)
+    runpod: RunpodConfig = Field(default_factory=RunpodConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config and where its layers came from."""
+
+    config: Config
+    files: list[Path] = field(default_factory=list)
+    env_keys: list[str] = field(default_factory=list)
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Find, layer and validate the configuration (see the module docstring for the order)."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    files: list[Path] = []
+
+    user = user_config_path()
+    if user.is_file():
+        _merge(merged, origins, _read_toml(user), f"file {user}")
+        files.append(user)
+    if path is not None:
+        project: Path | None = Path(path).expanduser()
+        if not project.is_file():
+            raise ConfigError(
+                f"config file {project} does not exist",
+                path=str(project),
+                hint="check the --config path, or run 'runctl init' to write one",
+            )
+    else:
+        project = find_project_config(cwd)
+    if project is not None:
+        _merge(merged, origins, _read_toml(project), f"file {project}")
+        files.append(project)
+
+    env_layer, env_keys = _env_layer(environ)
+    for (section, key), (var, value) in env_layer.items():
+        merged.setdefault(section, {})[key] = value
+        origins[(section, key)] = f"environment variable {var}"
+
+    try:
+        config = Config.model_validate(merged)
+    except PydanticValidationError as exc:
+        raise _config_error(exc, origins) from None
+    return LoadedConfig(config=config, files=files, env_keys=env_keys)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}",
+            path=str(path),
+            hint="fix the syntax at that line (strings need quotes; tables are [section])",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}",
+            path=str(path),
+            hint="check that the file exists and is readable",
+        ) from None
+
+
+def _merge(
+    into: dict[str, Any], origins: dict[tuple[str, ...], str], layer: dict[str, Any], source: str
+) -> None:
+    for section, body in layer.items():
+        if isinstance(body, dict) and isinstance(into.get(section), dict):
+            into[section].update(body)
+        else:
+            into[section] = dict(body) if isinstance(body, dict) else body
+        origins[(section,)] = source
+        if isinstance(body, dict):
+            for key in body:
+                origins[(section, key)] = source
+
+
+def _env_layer(environ: Mapping[str, str]) -> tuple[dict[tuple[str, str], tuple[str, Any]], list[str]]:
+    layer: dict[tuple[str, str], tuple[str, Any]] = {}
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
+        sections = Config.model_fields
+        if section not in sections:
+            raise ConfigError(
+                f"environment variable {var} names an unknown config section {section!r}"
+                + _did_you_mean(section, sections),
+                key=section,
+                hint=f"unset {var}; sections are: {', '.join(sections)}",
+            )
+        fields = sections[section].annotation.model_fields  # type: ignore[union-attr]
+        if key not in fields:
+            raise ConfigError(
+                f"environment variable {var} names an unknown key {section}.{key}"
+                + _did_you_mean(key, fields),
+                key=f"{section}.{key}",
+                hint=f"unset {var}; keys of [{section}] are: {', '.join(fields)}",
+            )
+        layer[(section, key)] = (var, _env_value(raw))
+    return layer, sorted(v for v, _ in layer.values())
+
+
+def _env_value(raw: str) -> Any:
+    """Env values are strings; JSON lists/objects are decoded so list keys can be set too."""
+    if raw.strip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _did_you_mean(word: str, choices: Mapping[str, Any] | list[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        info = model.model_fields.get(str(part))
+        annotation = getattr(info, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], str]) -> ConfigError:
+    lines: list[str] = []
+    first_key: str | None = None
+    first_source: str | None = None
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc)
+        source = origins.get(loc[:2]) or origins.get(loc[:1]) or "defaults"
+        first_key = first_key or key
+        first_source = first_source or source
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            choices = list(parent.model_fields) if parent else []
+            what = "section" if len(loc) == 1 else "key"
+            fix = f"remove it{_did_you_mean(loc[-1], choices)}"
+            if choices:
+                fix += f"; valid {what}s here: {', '.join(choices)}"
+            lines.append(f"{source}: unknown {what} {key!r}: {fix}")
+        else:
+            given = err.get("input")
+            shown = "" if key.endswith("api_key") else f" (got {given!r})"
+            lines.append(f"{source}: {key}: {err['msg']}{shown}")
+    summary = lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines)
+    path = first_source[len("file ") :] if first_source and first_source.startswith("file ") else None
+    return ConfigError(
+        f"invalid configuration: {summary}",
+        path=path,
+        key=first_key,
+        hint="edit the value named above; 'runctl config validate' re-checks, "
+        "'runctl init' writes a commented example",
+    )
+
+
+def redacted_dump(config: Config) -> dict[str, Any]:
+    """The config as plain JSON-able data with every secret masked."""
+    return config.model_dump(mode="json")

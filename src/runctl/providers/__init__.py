@@ -1,0 +1,1 @@
+"""Providers: where a job's machine comes from (this machine, AWS EC2, RunPod)."""

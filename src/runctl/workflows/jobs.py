@@ -1,0 +1,70 @@
+"""Operations on recorded jobs: cancel one, follow its log.
+
+``cancel`` first writes ``cancel_requested`` in the ledger, then signals the job's runctl
+process (SIGTERM): that process stops the script gracefully and, seeing the flag, records
+``cancelled`` rather than ``interrupted``. A job whose runctl is gone is finished as
+``cancelled`` directly and its resources are released.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from runctl.core.errors import NotFoundError, ValidationError
+from runctl.core.ledger import Job, Ledger
+from runctl.core.lifecycle import Lifecycle
+from runctl.core.shutdown import pid_alive
+from runctl.providers.local import LocalProvider
+
+
+def cancel_job(ledger: Ledger, job_id: str, *, wait: float = 60.0) -> Job:
+    """Stop a running job gracefully and record it as ``cancelled``."""
+    job = ledger.get_job(job_id)
+    if job.is_final:
+        raise ValidationError(
+            f"job {job.id} already ended ({job.state})", hint="only running jobs can be cancelled"
+        )
+    if job.provider != "local":
+        raise ValidationError(
+            f"job {job.id} runs on {job.provider}; cancelling it is not supported yet",
+            hint="stop its machine with the provider's commands",
+        )
+    ledger.update_job(job.id, cancel_requested=True)
+    if job.host == socket.gethostname() and pid_alive(job.runner_pid):
+        os.kill(job.runner_pid, signal.SIGTERM)  # type: ignore[arg-type]
+        deadline = time.monotonic() + wait
+        while not (job := ledger.get_job(job.id)).is_final and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return job
+    Lifecycle(ledger, {"local": LocalProvider()}).cleanup_on_failure(job.id)
+    ledger.finish_job(job.id, "cancelled", detail="cancelled; its runctl process was gone")
+    return ledger.get_job(job.id)
+
+
+def follow_log(
+    path: Path, *, until: Callable[[], bool], poll: float = 0.25, from_start: bool = True
+) -> Iterator[bytes]:
+    """Yield the log's bytes as they are written, until ``until()`` is true and all is read."""
+    deadline_missing = time.monotonic() + 10
+    while not path.exists():
+        if until() or time.monotonic() > deadline_missing:
+            raise NotFoundError(f"log file {path} does not exist", hint="the job may not have started")
+        time.sleep(poll)
+    with path.open("rb") as handle:
+        if not from_start:
+            handle.seek(0, os.SEEK_END)
+        while True:
+            chunk = handle.read(65536)
+            if chunk:
+                yield chunk
+                continue
+            if until():
+                if rest := handle.read():
+                    yield rest
+                return
+            time.sleep(poll)

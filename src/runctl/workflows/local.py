@@ -1,0 +1,278 @@
+"""``runctl local``: run a training script on this machine with a durable record.
+
+The run contract (every provider honours it): the script runs with
+
+* ``RUNCTL_JOB_ID`` — the ledger id of this job;
+* ``RUNCTL_CHECKPOINT_DIR`` — a directory (created) for its checkpoints;
+* ``RUNCTL_RESUME_FROM`` — set only when resuming: the latest complete checkpoint of the job
+  being continued;
+* ``RUNCTL_ATTEMPT`` (1, 2, …) and ``RUNCTL_KEEP_LAST_N`` (when configured), informational.
+
+Decisions where the issue is silent:
+
+* **Job name** defaults to the script's stem; **resume** is on by default: when the most recent
+  finished job of the same name ended interrupted, failed, timed out or lost, the new job
+  continues from its latest complete checkpoint (``--no-resume`` starts fresh).
+* **Checkpoint directory**: ``--checkpoint-dir`` is used as given (shared across runs);
+  otherwise each job gets ``<[checkpoint] dir or STATE/checkpoints>/<job id>``, so a fresh run
+  never mistakes an old run's files for its own.
+* **How the script runs**: ``*.py`` with the current interpreter (``[local] python`` overrides),
+  or with ``uv run`` when it carries PEP 723 inline metadata and ``uv`` is installed; anything
+  else must be executable and runs directly.
+* **Outcome**: exit 0 → ``succeeded``; non-zero → ``failed`` (its code passes through);
+  runctl got SIGINT/SIGTERM → ``interrupted`` (exit 130/143); ``jobs cancel`` → ``cancelled``;
+  max duration → ``timed_out`` (exit 124). A job whose runctl died without recording an outcome
+  is marked ``lost`` by the next ``jobs`` command (see :func:`reconcile_local_jobs`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from runctl.core import checkpoints
+from runctl.core.config import Config
+from runctl.core.errors import ExitCode, NotFoundError, ValidationError
+from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, new_id
+from runctl.core.lifecycle import Lifecycle
+from runctl.core.paths import ensure_dir, ensure_state_dir
+from runctl.core.shutdown import ChildOutcome, Supervisor, pid_alive
+from runctl.providers.local import KIND, LocalProvider, process_cloud_id
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PEP723_RE = re.compile(r"(?m)^# /// script\s*$")
+
+
+@dataclass
+class LocalRun:
+    """What to run. Unset fields fall back to the config."""
+
+    script: Path
+    args: list[str] = field(default_factory=list)
+    name: str | None = None
+    checkpoint_dir: Path | None = None
+    resume: bool | None = None
+    resume_from: Path | None = None
+    grace_period: float | None = None
+    max_duration: float | None = None
+
+
+@dataclass
+class LocalResult:
+    """How the run ended: the final job row and the exit code for the CLI."""
+
+    job: Job
+    exit_code: int
+    outcome: ChildOutcome
+
+
+def validate_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise ValidationError(
+            f"job name {name!r} is not allowed",
+            hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+def command_for(script: Path, config: Config) -> list[str]:
+    """The argv that runs ``script`` (see the module docstring)."""
+    if not script.exists():
+        raise NotFoundError(f"script {script} does not exist", hint="check the path")
+    if not script.is_file():
+        raise ValidationError(f"{script} is not a file", hint="give the path of a script")
+    if not os.access(script, os.R_OK):
+        raise ValidationError(f"script {script} is not readable", hint=f"chmod u+r {script}")
+    if script.suffix == ".py":
+        if config.local.use_uv and shutil.which("uv") and _has_inline_metadata(script):
+            return ["uv", "run", "--script", str(script)]
+        return [config.local.python or sys.executable, str(script)]
+    if not os.access(script, os.X_OK):
+        raise ValidationError(
+            f"script {script} is not executable",
+            hint=f"chmod +x {script}, or give a .py file (run with Python)",
+        )
+    return [str(script)]
+
+
+def _has_inline_metadata(script: Path) -> bool:
+    with script.open(encoding="utf-8", errors="replace") as handle:
+        return bool(_PEP723_RE.search(handle.read(65536)))
+
+
+def find_resume_point(ledger: Ledger, name: str) -> tuple[Job, Path] | None:
+    """The most recent finished job of ``name``, if resumable, and its latest checkpoint."""
+    for job in ledger.list_jobs(name=name, limit=20):
+        if not job.is_final:
+            continue  # another run of the same name in progress: not ours to resume
+        if job.state not in RESUMABLE_JOB_STATES:
+            return None
+        latest = checkpoints.latest_checkpoint(Path(job.checkpoint_dir)) if job.checkpoint_dir else None
+        if latest is not None:
+            return job, latest.path
+        if job.resume_from and Path(job.resume_from).exists():
+            return job, Path(job.resume_from)  # it saved nothing new: continue from its start
+        return None
+    return None
+
+
+def run_local(
+    request: LocalRun, config: Config, ledger: Ledger, *, echo: BinaryIO | None = None
+) -> LocalResult:
+    """Run ``request`` to completion under graceful shutdown; the ledger records every step."""
+    script = request.script.expanduser()
+    argv = [*command_for(script, config), *request.args]
+    name = validate_name(request.name or script.stem)
+    grace = request.grace_period or config.local.grace_period
+    max_duration = request.max_duration or config.local.max_duration
+
+    resume_job: Job | None = None
+    resume_from = request.resume_from
+    if resume_from is None and (config.checkpoint.resume if request.resume is None else request.resume):
+        found = find_resume_point(ledger, name)
+        if found:
+            resume_job, resume_from = found
+
+    job_id = new_id("j")
+    state = ensure_state_dir()
+    root = config.checkpoint.dir or state / "checkpoints"
+    checkpoint_dir = (request.checkpoint_dir or root / job_id).expanduser().resolve()
+    ensure_dir(checkpoint_dir, what="checkpoint directory")
+    log_dir = ensure_dir(state / "logs", what="log directory")
+    job = ledger.create_job(
+        job_id=job_id,
+        name=name,
+        provider="local",
+        script=str(script.resolve()),
+        args=request.args,
+        workdir=str(Path.cwd()),
+        checkpoint_dir=str(checkpoint_dir),
+        log_path=str(log_dir / f"{job_id}.log"),
+        resume_from=str(resume_from) if resume_from else None,
+        attempt=resume_job.attempt + 1 if resume_job else 1,
+        runner_pid=os.getpid(),
+    )
+    if resume_from:
+        source = f" (job {resume_job.id}, {resume_job.state})" if resume_job else ""
+        ledger.add_event("job.resume", f"resuming from {resume_from}{source}", job_id=job.id)
+
+    env = {k: v for k, v in os.environ.items() if k != "RUNCTL_RESUME_FROM"}
+    env.update(
+        RUNCTL_JOB_ID=job.id,
+        RUNCTL_JOB_NAME=name,
+        RUNCTL_CHECKPOINT_DIR=str(checkpoint_dir),
+        RUNCTL_ATTEMPT=str(job.attempt),
+        PYTHONUNBUFFERED="1",
+    )
+    if resume_from:
+        env["RUNCTL_RESUME_FROM"] = str(resume_from)
+    if config.checkpoint.keep_last_n:
+        env["RUNCTL_KEEP_LAST_N"] = str(config.checkpoint.keep_last_n)
+
+    from runctl.core import metrics
+
+    lifecycle = Lifecycle(ledger, {"local": LocalProvider()})
+    process: list = []
+
+    def on_start(pid: int) -> None:
+        with lifecycle.track("local", KIND, job_id=job.id, spec={"argv": argv}) as intent:
+            process.append(
+                lifecycle.created(
+                    intent,
+                    cloud_id=process_cloud_id(pid),
+                    state="running",
+                    rate_usd_per_hour=config.local.rate_usd_per_hour,
+                )
+            )
+        ledger.update_job(job.id, state="running", started_at=time.time())
+        metrics.JOBS_STARTED.labels(provider="local").inc()
+
+    supervisor = Supervisor(
+        argv,
+        env=env,
+        grace_period=grace,
+        max_duration=max_duration,
+        log_path=Path(job.log_path or log_dir / f"{job.id}.log"),
+        echo=echo,
+        on_start=on_start,
+    )
+    try:
+        outcome = supervisor.run()
+    except BaseException as exc:
+        ledger.finish_job(job.id, "failed", detail=f"runctl could not run the script: {exc}")
+        for resource in process:
+            lifecycle.transition(resource, "terminated", detail="runner failed")
+        raise
+    for resource in process:
+        lifecycle.transition(resource, "terminated", detail=f"exit code {outcome.returncode}")
+
+    if config.checkpoint.keep_last_n:
+        checkpoints.prune(checkpoint_dir, config.checkpoint.keep_last_n)
+    latest = checkpoints.latest_checkpoint(checkpoint_dir)
+    cancelled = ledger.get_job(job.id).cancel_requested
+    final_state, exit_code, detail = classify(outcome, cancelled=cancelled)
+    ledger.finish_job(
+        job.id,
+        final_state,
+        exit_code=exit_code,
+        detail=detail,
+        last_checkpoint=str(latest.path) if latest else None,
+    )
+    if final_state == "succeeded":
+        metrics.JOBS_COMPLETED.labels(provider="local").inc()
+    else:
+        metrics.JOBS_FAILED.labels(provider="local", outcome=final_state).inc()
+    return LocalResult(job=ledger.get_job(job.id), exit_code=exit_code, outcome=outcome)
+
+
+def classify(outcome: ChildOutcome, *, cancelled: bool) -> tuple[str, int, str | None]:
+    """(final state, exit code for runctl, detail) from how the child ended."""
+    code = outcome.returncode if outcome.returncode >= 0 else 128 - outcome.returncode
+    how = (
+        f"exit code {outcome.returncode}"
+        if outcome.returncode >= 0
+        else (f"killed by {signal.Signals(-outcome.returncode).name}")
+    )
+    detail = f"{how}; {outcome.killed}" if outcome.killed else how
+    if cancelled:
+        return "cancelled", code or int(ExitCode.SIGTERM), f"cancelled by the user; {detail}"
+    if outcome.timed_out:
+        return "timed_out", int(ExitCode.TIMEOUT), f"max duration reached; {detail}"
+    if outcome.signal_received is not None:
+        name = signal.Signals(outcome.signal_received).name
+        return "interrupted", 128 + outcome.signal_received, f"runctl received {name}; {detail}"
+    if outcome.returncode == 0:
+        return "succeeded", 0, None
+    return "failed", code, detail
+
+
+def reconcile_local_jobs(ledger: Ledger) -> list[Job]:
+    """Mark ``lost`` the local jobs of this host whose runctl process died mid-run.
+
+    Their training process, if it outlived runctl, is stopped (nothing keeps running unseen).
+    """
+    import socket
+
+    lost = []
+    host = socket.gethostname()
+    for job in ledger.list_jobs(provider="local", states=("pending", "running")):
+        if job.host != host or pid_alive(job.runner_pid):
+            continue
+        lifecycle = Lifecycle(ledger, {"local": LocalProvider()})
+        lifecycle.cleanup_on_failure(job.id)
+        latest = checkpoints.latest_checkpoint(Path(job.checkpoint_dir)) if job.checkpoint_dir else None
+        if ledger.finish_job(
+            job.id,
+            "lost",
+            detail="runctl stopped without recording an outcome",
+            last_checkpoint=str(latest.path) if latest else None,
+        ):
+            lost.append(ledger.get_job(job.id))
+    return lost
