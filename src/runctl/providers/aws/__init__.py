@@ -1,0 +1,1 @@
+"""AWS: EC2 instances, EBS volumes, S3 storage — through boto3, created lazily."""

@@ -1,0 +1,207 @@
+"""boto3 clients for runctl, and the one place AWS errors become runctl errors.
+
+* Clients are built lazily (importing boto3 and building a client costs ~0.9 s: commands that do
+  not touch AWS never pay it) and cached per (service, region).
+* Credentials come from boto3's own chain only. The endpoint comes from boto3's standard
+  ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` variables (that is how tests reach a
+  moto server on loopback).
+* boto3's retries are set to one attempt (``total_max_attempts=1``): :class:`RetryPolicy` is the only
+  retry layer, so the two never multiply into a storm.
+* :func:`classify` maps botocore exceptions to :mod:`runctl.core.errors` once, here:
+  throttling and 5xx are retryable; capacity errors are :class:`CapacityError` (the caller tries
+  another zone or market); quota, auth and validation errors fail at once with a hint.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from runctl.core.errors import (
+    AuthError,
+    CapacityError,
+    CloudProviderError,
+    ConfigError,
+    NotFoundError,
+    QuotaError,
+    RunctlError,
+    ThrottledError,
+)
+from runctl.core.retry import RetryPolicy
+
+T = TypeVar("T")
+
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "Unavailable",
+        "InternalError",
+        "InternalFailure",
+        "ProvisionedThroughputExceededException",
+        "EC2ThrottledException",
+        "PriorRequestNotComplete",
+    }
+)
+CAPACITY_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "SpotMaxPriceTooLow",
+        "MaxSpotInstanceCountExceeded",
+        "InsufficientHostCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "InsufficientVolumeCapacity",
+    }
+)
+QUOTA_CODES = frozenset(
+    {"VcpuLimitExceeded", "InstanceLimitExceeded", "VolumeLimitExceeded", "ResourceLimitExceeded"}
+)
+AUTH_CODES = frozenset(
+    {
+        "AuthFailure",
+        "UnauthorizedOperation",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidAccessKeyId",
+        "OptInRequired",
+    }
+)
+NOT_FOUND_SUFFIXES = (".NotFound", ".Malformed")
+NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404", "NoSuchUpload"})
+
+_clients: dict[tuple[str, str | None], Any] = {}
+_lock = threading.Lock()
+
+
+def client(service: str, region: str | None = None) -> Any:
+    """A cached boto3 client for ``service`` with runctl's timeouts and single-attempt retries."""
+    key = (service, region)
+    with _lock:
+        if key not in _clients:
+            import boto3
+            from botocore.config import Config as BotoConfig
+            from botocore.exceptions import NoRegionError
+
+            from runctl import __version__
+
+            boto_config = BotoConfig(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+                user_agent_extra=f"runctl/{__version__}",
+                max_pool_connections=32,
+            )
+            try:
+                _clients[key] = boto3.session.Session().client(
+                    service, region_name=region, config=boto_config
+                )
+            except NoRegionError:
+                raise ConfigError(
+                    "no AWS region is configured",
+                    key="aws.region",
+                    hint="set [aws] region in .runctl.toml, or AWS_REGION in the environment",
+                ) from None
+        return _clients[key]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that move the endpoint; after credentials change)."""
+    with _lock:
+        _clients.clear()
+
+
+def classify(exc: BaseException, *, operation: str, resource_id: str | None = None) -> RunctlError:
+    """The runctl error for a botocore/boto3 exception (anything else is returned wrapped)."""
+    if isinstance(exc, RunctlError):
+        return exc
+    from botocore import exceptions as bx
+
+    common: dict[str, Any] = {"operation": operation, "resource_id": resource_id, "provider": "aws"}
+    if isinstance(exc, bx.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = error.get("Message") or str(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        text = f"{operation}: {code}: {message}"
+        if code in THROTTLING_CODES or status >= 500 or status == 429:
+            return ThrottledError(text, hint="AWS is throttling or failing; runctl retries", **common)
+        if code in CAPACITY_CODES:
+            return CapacityError(
+                text,
+                hint="try another availability zone, instance type or market (spot/on-demand)",
+                **common,
+            )
+        if code in QUOTA_CODES:
+            return QuotaError(
+                text,
+                hint="request a quota increase in the AWS Service Quotas console, "
+                "or stop instances you no longer need",
+                **common,
+            )
+        if code in AUTH_CODES:
+            return AuthError(
+                text,
+                hint="check your AWS credentials and IAM permissions (aws sts get-caller-identity)",
+                **common,
+            )
+        if code.endswith(NOT_FOUND_SUFFIXES) or code in NOT_FOUND_CODES or status == 404:
+            return NotFoundError(
+                text, hint="check the id or name", operation=operation, resource_id=resource_id
+            )
+        return CloudProviderError(text, hint="check the values passed to this command", **common)
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return AuthError(
+            f"{operation}: no AWS credentials found",
+            hint="configure credentials (aws configure, AWS_PROFILE, or an instance role)",
+            **common,
+        )
+    if isinstance(exc, bx.NoRegionError):
+        return ConfigError(
+            "no AWS region is configured", key="aws.region", hint="set [aws] region, or AWS_REGION"
+        )
+    if isinstance(
+        exc,
+        bx.EndpointConnectionError
+        | bx.ConnectionError
+        | bx.ReadTimeoutError
+        | bx.ConnectTimeoutError
+        | bx.ConnectionClosedError,
+    ):
+        return CloudProviderError(
+            f"{operation}: cannot reach AWS: {exc}",
+            retryable=True,
+            hint="check the network and AWS_ENDPOINT_URL",
+            **common,
+        )
+    return CloudProviderError(f"{operation}: {type(exc).__name__}: {exc}", **common)
+
+
+def call(
+    fn: Callable[..., T],
+    *,
+    operation: str,
+    policy: RetryPolicy | None = None,
+    resource_id: str | None = None,
+    **kwargs: Any,
+) -> T:
+    """Call a boto3 method under the retry policy, with every failure classified."""
+
+    def attempt() -> T:
+        try:
+            return fn(**kwargs)
+        except Exception as exc:
+            raise classify(exc, operation=operation, resource_id=resource_id) from exc
+
+    return (policy or RetryPolicy.for_cloud_api(operation)).call(attempt, operation=operation)
