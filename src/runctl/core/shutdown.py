@@ -167,7 +167,8 @@ class Supervisor:
             if self.on_tick and now >= next_tick:
                 next_tick = now + self.tick_interval
                 self.on_tick()
-            time.sleep(POLL_INTERVAL_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=POLL_INTERVAL_S)  # returns as soon as the child exits
         return ChildOutcome(
             returncode=returncode,
             signal_received=received,
