@@ -52,9 +52,10 @@ def main() -> None:
         step += 1
         if step % 10 == 0 or step == 1:
             print(f"step={step} loss={loss:.4f}", flush=True)
-        if step % args.save_every == 0 or ckpt.stop_requested:
+        stop = ckpt.stop_requested  # read once: a signal between two reads would skip the save
+        if step % args.save_every == 0 or stop:
             ckpt.save({"step": step, "w": w}, step)
-        if ckpt.stop_requested:
+        if stop:
             print(f"stopped at step {step}", flush=True)
             return
         time.sleep(args.sleep)

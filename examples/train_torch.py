@@ -54,9 +54,10 @@ def main() -> None:
         step += 1
         if step % 10 == 0 or step == 1:
             print(f"step={step} loss={loss.item():.4f}", flush=True)
-        if step % args.save_every == 0 or ckpt.stop_requested:
+        stop = ckpt.stop_requested  # read once: a signal between two reads would skip the save
+        if step % args.save_every == 0 or stop:
             ckpt.save(snapshot(), step)
-        if ckpt.stop_requested:
+        if stop:
             print(f"stopped at step {step}", flush=True)
             return
         time.sleep(args.sleep)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fake_runpod import FakeRunpod
 from tests.support.fault_proxy import FaultProxy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,3 +96,13 @@ def fault_proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProx
     yield proxy
     proxy.close()
     reset_clients()
+
+
+@pytest.fixture
+def runpod_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRunpod]:
+    """A fake RunPod GraphQL API on loopback; runctl (in-process and CLI) is pointed at it."""
+    fake = FakeRunpod()
+    monkeypatch.setenv("RUNCTL_RUNPOD__API_URL", fake.url)
+    monkeypatch.setenv("RUNPOD_API_KEY", fake.api_key)
+    yield fake
+    fake.close()

@@ -8,7 +8,11 @@ stays fast:
 * ``load_config``, ``Config`` — validated configuration;
 * ``Ledger`` — the SQLite record of jobs, resources, usage and events;
 * ``LocalRun``, ``run_local`` — run a script locally under graceful shutdown;
-* ``RetryPolicy`` and the ``RunctlError`` hierarchy (``runctl.errors``).
+* ``RetryPolicy`` and the ``RunctlError`` hierarchy (``runctl.errors``);
+* ``cancel_job``, ``follow_log`` — stop a running job gracefully, stream its log;
+* ``job_cost`` — what a job cost so far; ``snapshot`` — what ``runctl top`` shows;
+* ``diagnose`` — the checks of ``runctl doctor``; ``setup_logging`` — runctl's log format and
+  secret redaction; ``runctl.metrics`` — the Prometheus metrics and their exporters.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ _EXPORTS = {
     "RetryPolicy": "runctl.core.retry",
     "RunctlError": "runctl.core.errors",
     "ExitCode": "runctl.core.errors",
+    "cancel_job": "runctl.workflows.jobs",
+    "follow_log": "runctl.workflows.jobs",
+    "job_cost": "runctl.core.cost",
+    "snapshot": "runctl.workflows.dashboard",
+    "diagnose": "runctl.workflows.doctor",
+    "setup_logging": "runctl.core.logs",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
@@ -35,6 +45,6 @@ __all__ = [*_EXPORTS, "__version__"]
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
-    if name == "errors":
-        return import_module("runctl.core.errors")
+    if name in ("errors", "metrics"):
+        return import_module(f"runctl.core.{name}")
     raise AttributeError(f"module 'runctl' has no attribute {name!r}")

@@ -6,9 +6,10 @@
     state = ckpt.load() or {"step": 0}     # the checkpoint to resume from, if any
     for step in range(state["step"], total):
         ...
-        if step % 100 == 0 or ckpt.stop_requested:
+        stop = ckpt.stop_requested         # read once per step, so a stop is never missed
+        if step % 100 == 0 or stop:
             ckpt.save(state, step)
-        if ckpt.stop_requested:
+        if stop:
             break                          # runctl records the job as interrupted
 
 * ``latest()`` is the newest complete checkpoint in the job's own directory, else the one runctl

@@ -148,7 +148,13 @@ def logs(
                 out.write(chunk)
         out.flush()
         return
-    for chunk in follow_log(path, until=lambda: ledger.get_job(job.id).is_final):
+    from runctl.workflows.local import reconcile_local_jobs
+
+    def ended() -> bool:
+        reconcile_local_jobs(ledger)  # a runner that died never records an end: mark it lost
+        return ledger.get_job(job.id).is_final
+
+    for chunk in follow_log(path, until=ended):
         out.write(chunk)
         out.flush()
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from runctl.cli.observe import MetricsPortOpt, metrics_server
 from runctl.cli.options import OutputOpt, duration_arg
 from runctl.cli.render import OutputFormat, info, print_json
 from runctl.cli.state import STATE
@@ -35,12 +36,14 @@ def local(
     max_duration: Annotated[
         str | None, typer.Option(help="Stop the job gracefully after this long (e.g. 2h).")
     ] = None,
+    metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Run SCRIPT locally with a durable record, graceful shutdown and resume.
 
     Example: runctl local train.py -- --epochs 3
     """
+    from runctl.core.logs import is_json
     from runctl.workflows.local import LocalRun, run_local
 
     request = LocalRun(
@@ -56,14 +59,17 @@ def local(
     ledger = STATE.ledger()
     quiet = output is OutputFormat.json
     echo = sys.stderr.buffer if quiet else sys.stdout.buffer
-    result = run_local(request, config, ledger, echo=echo)
+    if quiet and is_json():
+        echo = None  # stderr carries JSON log lines only; the output stays in the job's log file
+    with metrics_server(metrics_port, config, ledger):
+        result = run_local(request, config, ledger, echo=echo)
     job = result.job
     if quiet:
         print_json({"job": job.to_dict(), "exit_code": result.exit_code})
     else:
         resumed = f", resumed from {job.resume_from}" if job.resume_from else ""
-        info(f"job {job.id} ({job.name}) {job.state}{resumed}")
+        info(f"job {job.id} ({job.name}) {job.state}{resumed}", job_id=job.id)
         if job.last_checkpoint:
-            info(f"last checkpoint: {job.last_checkpoint}")
-        info(f"log: {job.log_path}")
+            info(f"last checkpoint: {job.last_checkpoint}", job_id=job.id)
+        info(f"log: {job.log_path}", job_id=job.id)
     return result.exit_code

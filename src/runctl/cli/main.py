@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from runctl import __version__
-from runctl.cli import checkpoint_cmd, config_cmd, jobs_cmd, local_cmd
+from runctl.cli import (
+    aws_cmd,
+    checkpoint_cmd,
+    config_cmd,
+    doctor_cmd,
+    jobs_cmd,
+    local_cmd,
+    monitor_cmd,
+    resources_cmd,
+    runpod_cmd,
+    top_cmd,
+)
 from runctl.cli.state import STATE
 
 app = typer.Typer(
@@ -29,6 +41,11 @@ app = typer.Typer(
 )
 
 
+class LogFormatOpt(StrEnum):
+    text = "text"
+    json = "json"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"runctl {__version__}")
@@ -37,6 +54,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -49,9 +67,29 @@ def _global(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    log_format: Annotated[
+        LogFormatOpt | None,
+        typer.Option(
+            "--log-format",
+            help="Logs on stderr: text for people, json for one object per line "
+            "(default: the config's monitoring.log_format, else text).",
+            envvar="RUNCTL_LOG_FORMAT",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail (-v info, -vv debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
     STATE.config_path = config
     STATE.debug = debug
+    STATE.log_format = log_format.value if log_format else None
+    STATE.verbosity = -1 if quiet else verbose
+    from runctl.core.logs import setup_logging
+
+    setup_logging(STATE.log_format, verbosity=STATE.verbosity)  # type: ignore[arg-type]
+    ctx.call_on_close(STATE.export_metrics)
 
 
 app.command("init")(config_cmd.init)
@@ -61,6 +99,12 @@ app.add_typer(jobs_cmd.app, name="jobs")
 app.command("logs")(jobs_cmd.logs)
 app.command("events")(jobs_cmd.events)
 app.add_typer(checkpoint_cmd.app, name="checkpoint")
+app.command("top")(top_cmd.top)
+app.command("monitor")(monitor_cmd.monitor)
+app.command("doctor")(doctor_cmd.doctor)
+app.add_typer(runpod_cmd.app, name="runpod")
+app.add_typer(aws_cmd.app, name="aws")
+app.add_typer(resources_cmd.app, name="resources")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,13 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = app(args=argv, prog_name="runctl", standalone_mode=False)
     except RunctlError as exc:
-        from runctl.cli.render import error
+        from runctl.core.logs import report_error
 
-        if STATE.debug or debug:
-            import traceback
-
-            traceback.print_exc()
-        error(str(exc), exc.hint)
+        report_error(exc, debug=STATE.debug or debug)
         sys.exit(int(exc.exit_code))
     except typer.TyperException as exc:  # click's usage errors (typer vendors click)
         exc.show()  # type: ignore[attr-defined]
@@ -93,13 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()
         sys.exit(int(ExitCode.FAILURE))
     except Exception as exc:
-        from runctl.cli.render import error
+        from runctl.core.logs import report_internal_error
 
-        if STATE.debug or debug:
-            raise
-        error(
-            f"internal error: {type(exc).__name__}: {exc}",
-            "run again with --debug for a traceback, and report it",
-        )
+        report_internal_error(exc, debug=STATE.debug or debug)  # redacted, even the traceback
         sys.exit(int(ExitCode.INTERNAL))
     sys.exit(result if isinstance(result, int) else 0)

@@ -15,15 +15,41 @@ if TYPE_CHECKING:
 class CliState:
     config_path: Path | None = None
     debug: bool = False
+    log_format: str | None = None  # --log-format; None: [monitoring] log_format decides
+    verbosity: int = 0  # -1 with -q, else the number of -v
     _loaded: LoadedConfig | None = None
     _ledger: Ledger | None = None
 
     def loaded(self) -> LoadedConfig:
         if self._loaded is None:
             from runctl.core.config import load_config
+            from runctl.core.logs import add_secret, apply_config_format
 
-            self._loaded = load_config(self.config_path)
+            loaded = load_config(self.config_path)
+            key = loaded.config.runpod.api_key
+            add_secret(key.get_secret_value() if key else None)
+            apply_config_format(loaded.config.monitoring.log_format)
+            self._loaded = loaded
         return self._loaded
+
+    def export_metrics(self) -> None:
+        """At exit: write the textfile / push to the Pushgateway if this command produced
+        metrics (it imported the metrics module) and the config asks for it."""
+        import sys
+
+        if "runctl.core.metrics" not in sys.modules:
+            return
+        from runctl.core import metrics
+        from runctl.core.errors import RunctlError
+
+        try:
+            monitoring = self.loaded().config.monitoring
+            if monitoring.textfile_dir is None and not monitoring.pushgateway_url:
+                return
+            metrics.use_ledger(self.ledger())
+        except RunctlError:
+            return  # the command already reported a broken config or ledger
+        metrics.export_on_exit(monitoring)
 
     def ledger(self) -> Ledger:
         if self._ledger is None:

@@ -78,10 +78,14 @@ def latest_checkpoint(directory: Path) -> CheckpointInfo | None:
 
 
 def prune(directory: Path, keep_last_n: int, *, dry_run: bool = False) -> list[CheckpointInfo]:
-    """Remove all but the newest ``keep_last_n`` complete checkpoints; returns what went."""
+    """Remove all but the newest ``keep_last_n`` complete checkpoints; returns what went.
+
+    Only names that carry a step are rotated: ``best.pt`` or a ``config.json`` the script keeps
+    beside its checkpoints is never deleted by a rotation.
+    """
     if keep_last_n < 1:
         raise ValueError("keep_last_n must be at least 1 (the latest checkpoint is never pruned)")
-    doomed = list_checkpoints(directory)[:-keep_last_n]
+    doomed = [c for c in list_checkpoints(directory) if c.step is not None][:-keep_last_n]
     if not dry_run:
         for checkpoint in doomed:
             if checkpoint.path.is_dir():

@@ -13,7 +13,8 @@ fall back to a default) with a "did you mean". Every error names where the value
 (file or environment variable), the key path and what to write instead.
 
 Durations accept seconds (``30``) or a number with a unit (``500ms``, ``30s``, ``5m``, ``2h``,
-``1d``). Secrets (``runpod.api_key``) are :class:`pydantic.SecretStr`: masked in every repr, in
+``1d``). Sizes (``[storage]``) accept bytes (``1048576``) or a number with a unit
+(``64MiB``, ``1GiB``; ``MB``/``GB`` are decimal). Secrets (``runpod.api_key``) are :class:`pydantic.SecretStr`: masked in every repr, in
 ``model_dump`` and in ``runctl config show``. AWS credentials are never read from runctl's config:
 boto3's own credential chain is the only source.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 import tomllib
@@ -63,12 +65,36 @@ def parse_duration(value: object) -> float:
             f"{value!r} is not a duration: write seconds (30) or a number with a unit "
             "(500ms, 30s, 5m, 2h, 1d)"
         )
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds <= 0:
         raise ValueError(f"a duration must be greater than 0, got {value!r}")
     return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+_SIZE_UNITS = {
+    "": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3, "tib": 1024**4,
+}  # fmt: skip
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from ``1048576``, ``"64MiB"``, ``"64M"`` (binary), ``"100MB"`` (decimal)."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string like '64MiB'")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (match := _SIZE_RE.match(value)):
+        unit = match.group(2).lower()
+        if unit in _SIZE_UNITS:
+            return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    raise ValueError(f"{value!r} is not a size: write bytes (1048576) or a number with a unit (64MiB, 1GiB)")
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Section(BaseModel):
@@ -129,6 +155,7 @@ class MonitoringConfig(_Section):
     """``[monitoring]``: metrics and logs."""
 
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"  # address /metrics binds; "0.0.0.0" for a remote Prometheus
     textfile_dir: Path | None = None
     pushgateway_url: str | None = None
     log_format: Literal["text", "json"] = "text"
@@ -146,6 +173,25 @@ class CostConfig(_Section):
     price_stale_days: PositiveInt = 30
 
 
+class StorageConfig(_Section):
+    """``[storage]``: where jobs keep checkpoints, logs and status, and how S3 transfers run.
+
+    ``uri`` is ``s3://bucket/prefix`` (any S3-compatible store; ``endpoint_url`` for MinIO, R2,
+    ...) or a local directory; unset, runctl uses ``<state dir>/storage``. Credentials come from
+    boto3's chain only. Transfers: objects up to ``multipart_threshold`` go in one request, larger
+    ones in ``part_size`` parts; ``max_concurrency`` requests run at once (memory in flight is at
+    most about ``max_concurrency × part_size``); each request is tried ``max_attempts`` times.
+    """
+
+    uri: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    multipart_threshold: ByteSize = Field(default=64 * 1024**2, ge=1)
+    part_size: ByteSize = Field(default=64 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    max_concurrency: int = Field(default=16, ge=1, le=256)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+
 class Config(_Section):
     """The whole configuration. Every section is optional."""
 
@@ -155,6 +201,7 @@ class Config(_Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
 
 @dataclass
@@ -312,7 +359,10 @@ def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], s
             lines.append(f"{source}: unknown {what} {key!r}: {fix}")
         else:
             given = err.get("input")
-            shown = "" if key.endswith("api_key") else f" (got {given!r})"
+            # a section's value or a table/list may hold a secret (`runpod = "<key>"`, [[runpod]]
+            # with an api_key): echo only plain values of plain keys
+            secret = key.endswith("api_key") or len(loc) == 1 or isinstance(given, dict | list)
+            shown = "" if secret else f" (got {given!r})"
             lines.append(f"{source}: {key}: {err['msg']}{shown}")
     summary = lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines)
     path = first_source[len("file ") :] if first_source and first_source.startswith("file ") else None

@@ -261,6 +261,12 @@ class Ledger:
                 hint="another runctl process holds it; retry, or look for a stuck process",
                 retryable=True,
             ) from exc
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
+            raise StateError(
+                f"cannot open the ledger {self.path}: {exc}",
+                hint=f"{self.path} must be a readable, writable file (is it a directory?), or set "
+                "RUNCTL_STATE_DIR to another directory",
+            ) from exc
         if not any(sign in str(exc) for sign in ("not a database", "malformed", "corrupt")):
             raise exc
         backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")

@@ -65,6 +65,9 @@ class RetryPolicy:
         return self._wait()(state)
 
     def _wait(self) -> tenacity.wait.wait_base:
+        if self.initial_delay == 0:
+            # tenacity answers an overflow (attempt > 1024) with max_delay, even for a 0 multiplier
+            return tenacity.wait_none()
         return tenacity.wait_random_exponential(multiplier=self.initial_delay, max=self.max_delay)
 
     def _stop(self) -> tenacity.stop.stop_base:

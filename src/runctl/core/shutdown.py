@@ -21,6 +21,7 @@ flushed per chunk so ``runctl logs --follow`` sees it live.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -45,13 +46,19 @@ class ChildOutcome:
     timed_out: bool = False  # the max duration passed
     killed: str | None = None  # why SIGKILL was needed, if it was
     pid: int = 0
+    stop_reason: str | None = None  # a stop asked through request_stop() (e.g. a spot notice)
 
     @property
     def stopped_by_request(self) -> bool:
-        return self.signal_received is not None or self.timed_out
+        return self.signal_received is not None or self.timed_out or self.stop_reason is not None
 
 
 def _message(text: str) -> None:
+    from runctl.core import logs
+
+    if logs.is_configured():  # the CLI: in the chosen log format
+        logging.getLogger("runctl.shutdown").warning(text)
+        return
     sys.stderr.write(f"runctl: {text}\n")
     sys.stderr.flush()
 
@@ -84,6 +91,14 @@ class Supervisor:
         self.on_tick = on_tick
         self.tick_interval = tick_interval
         self._signals: list[int] = []
+        self._stop_requests: list[tuple[str, float | None]] = []
+
+    def request_stop(self, reason: str, *, grace_period: float | None = None) -> None:
+        """Ask, from any thread, for the graceful stop a first SIGTERM would start.
+
+        ``grace_period`` shortens the wait (a spot notice leaves two minutes, not thirty).
+        """
+        self._stop_requests.append((reason, grace_period))
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals.append(signum)
@@ -138,9 +153,16 @@ class Supervisor:
         received: int | None = None
         timed_out = False
         killed: str | None = None
+        stop_reason: str | None = None
         seen = 0
         while (returncode := child.poll()) is None:
             now = time.monotonic()
+            if self._stop_requests and stop_deadline is None:
+                stop_reason, grace = self._stop_requests[0]
+                _message(f"{stop_reason}: asking the job to stop (SIGTERM)")
+                stop_deadline = self._request_stop(child, now)
+                if grace is not None:
+                    stop_deadline = min(stop_deadline, now + grace)
             new_signals = self._signals[seen:]
             seen += len(new_signals)
             for signum in new_signals:
@@ -175,6 +197,7 @@ class Supervisor:
             timed_out=timed_out,
             killed=killed,
             pid=child.pid,
+            stop_reason=stop_reason,
         )
 
     def _request_stop(self, child: subprocess.Popen[bytes], now: float) -> float:

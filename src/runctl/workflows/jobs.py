@@ -39,8 +39,11 @@ def cancel_job(ledger: Ledger, job_id: str, *, wait: float = 60.0) -> Job:
         os.kill(job.runner_pid, signal.SIGTERM)  # type: ignore[arg-type]
         deadline = time.monotonic() + wait
         while not (job := ledger.get_job(job.id)).is_final and time.monotonic() < deadline:
+            if not pid_alive(job.runner_pid):
+                break  # it died before it could record an outcome (e.g. not yet supervising)
             time.sleep(0.2)
-        return job
+        if job.is_final or pid_alive(job.runner_pid):
+            return job
     Lifecycle(ledger, {"local": LocalProvider()}).cleanup_on_failure(job.id)
     ledger.finish_job(job.id, "cancelled", detail="cancelled; its runctl process was gone")
     return ledger.get_job(job.id)

@@ -99,7 +99,8 @@ def command_for(script: Path, config: Config) -> list[str]:
             f"script {script} is not executable",
             hint=f"chmod +x {script}, or give a .py file (run with Python)",
         )
-    return [str(script)]
+    # absolute: a bare relative name ("train.sh") would otherwise be looked up on PATH
+    return [str(script.absolute())]
 
 
 def _has_inline_metadata(script: Path) -> bool:
@@ -209,6 +210,12 @@ def run_local(
         ledger.finish_job(job.id, "failed", detail=f"runctl could not run the script: {exc}")
         for resource in process:
             lifecycle.transition(resource, "terminated", detail="runner failed")
+        if isinstance(exc, OSError) and not process:  # the exec itself failed: bad script
+            raise ValidationError(
+                f"cannot run {script}: {exc.strerror or exc}",
+                hint="an executable script needs a first line '#!' naming an interpreter that "
+                "exists (e.g. #!/bin/sh), or give a .py file",
+            ) from exc
         raise
     for resource in process:
         lifecycle.transition(resource, "terminated", detail=f"exit code {outcome.returncode}")

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -76,18 +77,26 @@ AUTH_CODES = frozenset(
         "AccessDeniedException",
         "InvalidAccessKeyId",
         "OptInRequired",
+        "403",  # S3 HEAD requests have no body: only the status says "access denied"
+        "Forbidden",
     }
 )
 NOT_FOUND_SUFFIXES = (".NotFound", ".Malformed")
 NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "404", "NoSuchUpload"})
 
-_clients: dict[tuple[str, str | None], Any] = {}
+_clients: dict[tuple[str, str | None, float | None, str | None], Any] = {}
 _lock = threading.Lock()
 
 
-def client(service: str, region: str | None = None) -> Any:
-    """A cached boto3 client for ``service`` with runctl's timeouts and single-attempt retries."""
-    key = (service, region)
+def client(
+    service: str, region: str | None = None, *, timeout: float | None = None, endpoint_url: str | None = None
+) -> Any:
+    """A cached boto3 client for ``service`` with runctl's timeouts and single-attempt retries.
+
+    ``timeout`` (seconds) replaces the connect and read timeouts, for quick probes (doctor).
+    ``endpoint_url`` overrides boto3's endpoint (``[storage] endpoint_url``: MinIO, R2, ...).
+    """
+    key = (service, region, timeout, endpoint_url)
     with _lock:
         if key not in _clients:
             import boto3
@@ -98,14 +107,14 @@ def client(service: str, region: str | None = None) -> Any:
 
             boto_config = BotoConfig(
                 retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=10,
-                read_timeout=60,
+                connect_timeout=timeout or 10,
+                read_timeout=timeout or 60,
                 user_agent_extra=f"runctl/{__version__}",
                 max_pool_connections=32,
             )
             try:
                 _clients[key] = boto3.session.Session().client(
-                    service, region_name=region, config=boto_config
+                    service, region_name=region, config=boto_config, endpoint_url=endpoint_url
                 )
             except NoRegionError:
                 raise ConfigError(
@@ -199,9 +208,27 @@ def call(
     """Call a boto3 method under the retry policy, with every failure classified."""
 
     def attempt() -> T:
+        started, outcome = time.perf_counter(), "ok"
         try:
             return fn(**kwargs)
         except Exception as exc:
-            raise classify(exc, operation=operation, resource_id=resource_id) from exc
+            error = classify(exc, operation=operation, resource_id=resource_id)
+            outcome = type(error).__name__
+            raise error from exc
+        finally:
+            _observe(fn, operation, outcome, time.perf_counter() - started)
 
     return (policy or RetryPolicy.for_cloud_api(operation)).call(attempt, operation=operation)
+
+
+def _observe(fn: Callable[..., Any], operation: str, outcome: str, seconds: float) -> None:
+    """Count one attempt in ``runctl_cloud_api_calls``. A boto3 client method gives bounded
+    labels (its service and API name); anything else falls back to ``aws`` and ``operation``."""
+    from runctl.core import metrics
+
+    meta = getattr(getattr(fn, "__self__", None), "meta", None)
+    if meta is not None and hasattr(meta, "service_model"):
+        service, api = meta.service_model.service_name, fn.__name__
+    else:
+        service, api = "aws", operation
+    metrics.observe_api_call(service, api, outcome, seconds)

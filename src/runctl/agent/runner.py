@@ -1,0 +1,195 @@
+"""``runctl agent run``: the job, on its machine, from code download to the final status.
+
+1. Fetch the code bundle (if the controller uploaded one) into the work directory.
+2. Resume: the latest *complete* checkpoint in storage is downloaded and passed as
+   ``RUNCTL_RESUME_FROM`` (a published checkpoint has its manifest; half-uploads never count).
+3. Run the script under :class:`runctl.core.shutdown.Supervisor`, exactly as ``runctl local``
+   does (same run contract), with a heartbeat every few seconds that uploads new checkpoints,
+   log chunks and ``status.json``.
+4. Interruptions: a spot notice from IMDS (polled every 5 s) or a SIGTERM from the OS (shutdown)
+   stops the script gracefully; the grace period is cut to what the notice leaves minus a safety
+   margin kept for the final upload. The job is then ``preempted``.
+5. Final sync (checkpoints, log, outputs) and the final status. Outcomes: ``succeeded``,
+   ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``cancelled`` (SIGINT, or the
+   controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
+   written to storage is never rewritten by a later error.
+6. Dead-man switch: stop or terminate the machine (``--on-exit``), unless ``--keep``; with
+   ``--keep`` and ``--idle-timeout``, after that long idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from runctl.agent.contract import contract_env
+from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
+from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
+from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
+from runctl.core.errors import ExitCode, RunctlError, ValidationError
+from runctl.core.shutdown import ChildOutcome, Supervisor
+from runctl.storage.base import Storage
+
+log = logging.getLogger("runctl.agent")
+
+OnExit = Literal["none", "stop", "terminate"]
+
+
+@dataclass
+class AgentOptions:
+    """Everything ``runctl agent run`` is told by the controller (or a user)."""
+
+    job_id: str
+    script: str
+    args: list[str] = field(default_factory=list)
+    job_name: str | None = None
+    attempt: int = 1
+    resume: bool = True
+    workdir: Path = Path("runctl-work")
+    grace_period: float = 30.0
+    max_duration: float | None = None
+    heartbeat: float = 5.0
+    keep_last_n: int | None = None
+    watch_spot: bool = False
+    spot_poll_interval: float = 5.0
+    spot_margin: float = 20.0
+    on_exit: OnExit = "none"
+    keep: bool = False
+    idle_timeout: float | None = None
+
+
+@dataclass
+class AgentResult:
+    state: str
+    exit_code: int
+    detail: str | None
+
+
+def _extract_code(storage: Storage, workdir: Path) -> Path:
+    """The code directory: the bundle unpacked if there is one, else the work directory."""
+    code = workdir / "code"
+    if not storage.exists(CODE_KEY):
+        code.mkdir(parents=True, exist_ok=True)
+        return code
+    bundle = storage.get_file(CODE_KEY, workdir / CODE_KEY)
+    try:
+        with tarfile.open(bundle) as tar:
+            tar.extractall(code, filter="data")  # refuses absolute paths, '..', devices, links out
+    except (tarfile.TarError, OSError) as exc:
+        raise ValidationError(
+            f"the code bundle cannot be unpacked safely: {exc}",
+            hint="rebuild it with --sync-code; members must stay inside the project directory",
+        ) from exc
+    return code
+
+
+def _resume_point(storage: Storage, workdir: Path) -> Path | None:
+    record = storage.latest_checkpoint(CHECKPOINTS_PREFIX)
+    if record is None:
+        return None
+    log.info("resuming from checkpoint %s (step %s)", record.name, record.step)
+    return storage.fetch_checkpoint(record, workdir / "resume")
+
+
+def run_agent(
+    options: AgentOptions, storage: Storage, *, machine: MachineControl | None = None,
+    imds: Imds | None = None,
+) -> AgentResult:
+    """Run the job to its end and record everything in ``storage`` (see module docstring)."""
+    from runctl.core.config import Config
+    from runctl.workflows.local import classify, command_for
+
+    workdir = options.workdir.absolute()
+    checkpoint_dir = workdir / "checkpoints"
+    output_dir = workdir / "outputs"
+    for directory in (checkpoint_dir, output_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"attempt-{options.attempt}.log"
+    machine = machine or (Ec2Machine(imds) if imds is not None else NoMachine())
+    status: dict[str, object] = {
+        "job_id": options.job_id, "attempt": options.attempt, "state": "starting",
+        "started_at": time.time(), "machine": machine.describe(), "exit_code": None,
+    }
+    sync = JobSync(storage, checkpoint_dir, log_path, status, keep_last_n=options.keep_last_n)
+    sync.write_status()
+
+    try:
+        code = _extract_code(storage, workdir)
+        resume_from = _resume_point(storage, workdir) if options.resume else None
+        script = Path(options.script)
+        script = script if script.is_absolute() else code / script
+        argv = [*command_for(script, Config()), *options.args]
+    except RunctlError as exc:
+        sync.write_status(state="failed_setup", detail=str(exc), ended_at=time.time())
+        _dead_man(options, machine)
+        return AgentResult("failed_setup", int(exc.exit_code), str(exc))
+
+    env = contract_env(
+        os.environ, job_id=options.job_id, job_name=options.job_name or script.stem,
+        checkpoint_dir=checkpoint_dir, attempt=options.attempt, resume_from=resume_from,
+        keep_last_n=options.keep_last_n, output_dir=output_dir,
+    )
+    supervisor = Supervisor(
+        argv, env=env, cwd=code, grace_period=options.grace_period,
+        max_duration=options.max_duration, log_path=log_path, echo=sys.stdout.buffer,
+        on_start=lambda pid: sync.write_status(state="running", pid=pid,
+                                               resumed_from=str(resume_from) if resume_from else None),
+        on_tick=sync.tick, tick_interval=options.heartbeat,
+    )
+    watcher = None
+    if options.watch_spot and imds is not None:
+        def on_notice(notice: InterruptionNotice) -> None:
+            left = notice.seconds_left()
+            grace = None if left is None else max(1.0, left - options.spot_margin)
+            status["interruption"] = {"action": notice.action, "time": str(notice.time)}
+            supervisor.request_stop(f"spot interruption notice ({notice.action})", grace_period=grace)
+
+        watcher = InterruptionWatcher(imds, on_notice, interval=options.spot_poll_interval).start()
+    try:
+        outcome = supervisor.run()
+    finally:
+        if watcher:
+            watcher.stop()
+    state, exit_code, detail = _classify(outcome, classify)
+    try:
+        sync.final(output_dir, state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
+    except (RunctlError, OSError) as exc:
+        log.error("final upload failed: %s", exc)
+        detail = f"{detail or state}; final upload failed: {exc}"
+        try:
+            sync.write_status(state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
+        except (RunctlError, OSError):
+            pass  # storage is gone; the controller classifies from the machine's state
+    _dead_man(options, machine)
+    return AgentResult(state, exit_code, detail)
+
+
+def _classify(outcome: ChildOutcome, classify_local: object) -> tuple[str, int, str | None]:
+    """Local classification, plus: a spot notice or an OS SIGTERM means ``preempted``."""
+    if outcome.stop_reason is not None or outcome.signal_received == signal.SIGTERM:
+        why = outcome.stop_reason or "the machine is shutting down (SIGTERM)"
+        return "preempted", int(ExitCode.SIGTERM), why
+    if outcome.signal_received == signal.SIGINT:
+        return "cancelled", int(ExitCode.SIGINT), "stopped by SIGINT"
+    return classify_local(outcome, cancelled=False)  # type: ignore[operator]
+
+
+def _dead_man(options: AgentOptions, machine: MachineControl) -> None:
+    if options.on_exit == "none":
+        return
+    if options.keep:
+        if options.idle_timeout is None:
+            return
+        log.info("--keep: the machine stays up for %ss idle", options.idle_timeout)
+        time.sleep(options.idle_timeout)
+    try:
+        machine.shut_down(options.on_exit)
+    except RunctlError as exc:
+        log.error("dead-man switch could not %s this machine: %s", options.on_exit, exc)

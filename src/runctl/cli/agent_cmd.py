@@ -1,0 +1,54 @@
+"""``runctl agent run``: what the controller starts on the machine (see runctl.agent.runner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runctl.cli.options import duration_arg
+
+app = typer.Typer(help="The on-machine agent (started by the providers; rarely run by hand).",
+                  no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    script: Annotated[str, typer.Argument(help="The script, relative to the code bundle.")],
+    args: Annotated[list[str] | None, typer.Argument(help="Script arguments (after --).")] = None,
+    job_id: Annotated[str, typer.Option(help="The job's ledger id.")] = ...,  # type: ignore[assignment]
+    storage: Annotated[str, typer.Option(help="The job's storage root: s3://B/P or a directory.")] = ...,  # type: ignore[assignment]
+    name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    attempt: Annotated[int, typer.Option(min=1, help="Attempt number.")] = 1,
+    resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint in storage.")] = True,
+    workdir: Annotated[Path, typer.Option(help="Local work directory.")] = Path("runctl-work"),
+    grace_period: Annotated[str, typer.Option(help="Time to save after SIGTERM.")] = "30s",
+    max_duration: Annotated[str | None, typer.Option(help="Stop the job after this long.")] = None,
+    heartbeat: Annotated[str, typer.Option(help="Status/checkpoint/log sync interval.")] = "5s",
+    keep_last_n: Annotated[int | None, typer.Option(min=1, help="Checkpoints kept in storage.")] = None,
+    watch_spot: Annotated[bool, typer.Option(help="Poll IMDSv2 for spot interruption notices.")] = False,
+    imds_endpoint: Annotated[str | None, typer.Option(help="IMDS endpoint (tests).")] = None,
+    on_exit: Annotated[str, typer.Option(help="none|stop|terminate this machine at the end.")] = "none",
+    keep: Annotated[bool, typer.Option(help="Keep the machine after the job ends.")] = False,
+    idle_timeout: Annotated[str | None, typer.Option(help="With --keep: stop after idle this long.")] = None,
+) -> int:
+    """Run SCRIPT as job JOB_ID, syncing checkpoints, logs and status to STORAGE."""
+    from runctl.agent.imds import Imds
+    from runctl.agent.runner import AgentOptions, run_agent
+    from runctl.core.errors import UsageError
+    from runctl.storage.open import open_storage
+
+    if on_exit not in ("none", "stop", "terminate"):
+        raise UsageError(f"--on-exit {on_exit!r} is not one of none, stop, terminate")
+    options = AgentOptions(
+        job_id=job_id, script=script, args=list(args or []), job_name=name, attempt=attempt,
+        resume=resume, workdir=workdir, grace_period=duration_arg("--grace-period", grace_period) or 30,
+        max_duration=duration_arg("--max-duration", max_duration),
+        heartbeat=duration_arg("--heartbeat", heartbeat) or 5, keep_last_n=keep_last_n,
+        watch_spot=watch_spot, on_exit=on_exit,  # type: ignore[arg-type]
+        keep=keep, idle_timeout=duration_arg("--idle-timeout", idle_timeout),
+    )
+    use_imds = watch_spot or on_exit != "none"
+    result = run_agent(options, open_storage(storage), imds=Imds(imds_endpoint) if use_imds else None)
+    return result.exit_code

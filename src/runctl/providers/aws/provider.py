@@ -1,0 +1,276 @@
+"""AwsProvider: EC2 and EBS behind runctl's provider interface.
+
+* ``plan`` checks everything a launch needs with read-only calls (instance type, zones, image,
+  the data volume's zone and state) and prices it; ``apply`` runs the guard, then per machine:
+  launch (intent first) → wait → attach the data volume. If a step after a create fails, what
+  this call created is released (verified) and the ledger says so; only then does the error
+  reach the caller.
+* ``start`` runs one command on a machine through SSM RunCommand (``AWS-RunShellScript``): the
+  environment is exported and every argument shell-quoted, so hostile arguments (quotes,
+  ``; rm -rf ~``, newlines) arrive unchanged as argv. Returns the SSM command id.
+* ``lookup``/``release``/``is_billable`` and the discovery methods used by ``resources
+  reconcile`` (``find``, ``list_managed``, ``rate_for``, ``retag``, ``gone_state``) dispatch on the
+  ledger kind: ``instance`` (EC2), ``volume`` and ``snapshot`` (EBS).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from runctl.core.config import Config
+from runctl.core.errors import NotFoundError, ResourceError, RunctlError, ValidationError
+from runctl.core.ledger import Ledger, Resource
+from runctl.core.lifecycle import Lifecycle
+from runctl.core.retry import RetryPolicy
+from runctl.core.testhooks import crash_point
+from runctl.providers.aws import ebs, ec2, pricing
+from runctl.providers.aws.ami import AmiResolver
+from runctl.providers.aws.context import TAG_RESOURCE, AwsContext, ManagedResource, check_id
+from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class AwsProvider(ComputeProvider):
+    """EC2 instances, EBS volumes and snapshots in one region, tracked in ``ledger``."""
+
+    name = "aws"
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        config: Config | None = None,
+        *,
+        region: str | None = None,
+        api: RetryPolicy | None = None,
+        poll: RetryPolicy | None = None,
+        progress: Callable[[str], None] | None = None,
+        ami_owners: tuple[str, ...] = ("amazon",),
+    ) -> None:
+        config = config or Config()
+        self.config = config
+        self.ledger = ledger
+        self.ctx = AwsContext(config.aws, region=region, api=api, poll=poll, progress=progress)
+        self.lifecycle = Lifecycle(ledger, {self.name: self}, retry=self.ctx.api)
+        self.amis = AmiResolver(self.ctx, owners=ami_owners)
+        self.instances = ec2.Instances(
+            self.ctx, self.lifecycle, self.amis, stale_days=config.cost.price_stale_days
+        )
+        self.volumes = ebs.Volumes(self.ctx, self.lifecycle, self.instances)
+
+    def machine_spec(
+        self,
+        instance_type: str | None = None,
+        *,
+        spot: bool | None = None,
+        fallback: bool | None = None,
+        max_price: float | None = None,
+        zone: str | None = None,
+        image: str | None = None,
+        iam_instance_profile: str | None = None,
+        data_volume: str | None = None,
+        root_size_gb: int | None = None,
+        name: str | None = None,
+    ) -> MachineSpec:
+        """A MachineSpec from command-line style options, defaults from ``[aws]``."""
+        aws = self.config.aws
+        if max_price is not None and max_price <= 0:
+            raise ValidationError(
+                f"--max-price must be positive, got {max_price}", hint="e.g. --max-price 0.5"
+            )
+        if root_size_gb is not None and not 8 <= root_size_gb <= 16384:
+            raise ValidationError(f"--root-size {root_size_gb} is out of range", hint="use 8–16384 (GB)")
+        extra: dict[str, Any] = {
+            "max_price": max_price,
+            "fallback": aws.fallback_to_on_demand if fallback is None else fallback,
+            "iam_instance_profile": iam_instance_profile,
+            "data_volume": data_volume,
+            "name": name,
+        }
+        return MachineSpec(
+            instance_type=instance_type or aws.default_instance_type,
+            spot=aws.use_spot if spot is None else spot,
+            zone=zone,
+            image=image,
+            disk_gb=root_size_gb,
+            extra={k: v for k, v in extra.items() if v is not None},
+        )
+
+    def resolve(self, ref: str, kind: str) -> str:
+        """The cloud id for ``ref``: an EC2 id (checked for form) or a ledger id (``r-…``)."""
+        if not ref.startswith("r-"):
+            return check_id(ref, kind)
+        row = self.ledger.get_resource(ref)
+        if row.provider != self.name or row.kind != kind:
+            raise ValidationError(
+                f"{ref} is a {row.provider} {row.kind}, not an AWS {kind}",
+                hint="'runctl resources list' shows what each id is",
+            )
+        found = self.find(row) if row.cloud_id is None else None
+        cloud_id = row.cloud_id or (found.cloud_id if found else None)
+        if cloud_id is None:
+            raise NotFoundError(
+                f"{ref} was never created ({row.state})",
+                resource_id=ref,
+                hint="'runctl resources reconcile' settles rows like this",
+            )
+        return cloud_id
+
+    # -- ComputeProvider ----------------------------------------------------------------------
+
+    def plan(self, spec: MachineSpec) -> LaunchPlan:
+        """Validate and price ``spec``; read-only (see the module docstring)."""
+        volume_id = spec.extra.get("data_volume")
+        if volume_id:
+            if spec.count != 1:
+                raise ValidationError("--data-volume attaches one volume to one machine; count must be 1")
+            volume = self.volumes.require(volume_id, argument="--data-volume")
+            self.volumes.check_attachable(volume, zone=spec.zone)
+            spec = replace(spec, zone=volume.zone)
+        return self.instances.plan(spec)
+
+    def apply(
+        self,
+        plan: LaunchPlan,
+        *,
+        job_id: str | None = None,
+        allow_over_limit: bool = False,
+        wait: bool = False,
+    ) -> list[Machine]:
+        """Create the plan's machines; on a failed step release what this call created."""
+        self.instances.check_guard(plan.spec.count, allow=allow_over_limit)
+        volume_id = plan.spec.extra.get("data_volume")
+        made: list[Resource] = []
+        machines: list[Machine] = []
+        try:
+            for _ in range(plan.spec.count):
+                row, instance = self.instances.launch(plan, job_id=job_id)
+                made.append(row)
+                if wait or volume_id:
+                    instance = self.instances.wait(instance.id, "running")
+                if volume_id:
+                    self.volumes.attach(volume_id, instance.id)
+                    crash_point("aws.create.volume_attached")
+                machines.append(
+                    Machine(
+                        row.id,
+                        instance.id,
+                        instance.state,
+                        instance.zone,
+                        instance.public_ip or instance.private_ip,
+                    )
+                )
+        except BaseException as exc:
+            self._release_created(made, exc)
+            raise
+        return machines
+
+    def _release_created(self, made: list[Resource], cause: BaseException) -> None:
+        stuck: list[str] = []
+        for row in made:
+            try:
+                released = self.lifecycle.release(self.ledger.get_resource(row.id))
+                self.ledger.add_event(
+                    "resource.released",
+                    f"released {released.cloud_id}: a later step failed ({cause})"[:500],
+                    job_id=row.job_id,
+                    resource_id=row.id,
+                )
+                self.ctx.progress(f"released {released.cloud_id} ({row.id}) after the failure")
+            except RunctlError as exc:
+                stuck.append(f"{row.cloud_id} ({row.id}): {exc}")
+        if stuck:
+            raise ResourceError(
+                f"{cause}; and could not release what was created: {'; '.join(stuck)}",
+                operation="cleanup after failed create",
+                hint="they are still recorded as live: retry with 'runctl resources cleanup'",
+            ) from cause
+
+    def start(self, machine: Machine, argv: Sequence[str], env: Mapping[str, str]) -> str:
+        """Run ``argv`` with ``env`` on ``machine`` via SSM RunCommand; returns the command id."""
+        answer = self.ctx.call(
+            "send_command",
+            service="ssm",
+            operation=f"start command on {machine.cloud_id}",
+            resource_id=machine.cloud_id,
+            InstanceIds=[machine.cloud_id],
+            DocumentName="AWS-RunShellScript",
+            Comment=f"runctl {machine.resource_id}",
+            Parameters={"commands": [shell_script(argv, env)]},
+        )
+        return str(answer["Command"]["CommandId"])
+
+    # -- ResourceProvider ---------------------------------------------------------------------
+
+    def lookup(self, resource: Resource) -> str | None:
+        found = self.find(resource)
+        return found.state if found is not None else None
+
+    def release(self, resource: Resource) -> str:
+        if resource.kind == ec2.KIND:
+            return self.instances.release(resource)
+        return self.volumes.release(resource)
+
+    def is_billable(self, kind: str, state: str) -> bool:
+        if kind == ec2.KIND:
+            return state in ec2.BILLABLE_STATES
+        return state in ebs.BILLABLE.get(kind, frozenset())
+
+    # -- discovery (resources reconcile / cleanup) --------------------------------------------
+
+    def find(self, resource: Resource) -> ManagedResource | None:
+        """What the cloud has for a ledger row (by cloud id, or by tag for intent rows)."""
+        found = (
+            self.instances.lookup(resource) if resource.kind == ec2.KIND else self.volumes.lookup(resource)
+        )
+        return None if found is None else replace(found.managed(), region=self.ctx.region)
+
+    def list_managed(self) -> list[ManagedResource]:
+        """Every live runctl-tagged instance, volume and snapshot in the region."""
+        found = [*self.instances.list(), *self.volumes.list(), *self.volumes.list_snapshots()]
+        return [replace(f.managed(), region=self.ctx.region) for f in found]
+
+    def rate_for(self, found: ManagedResource) -> pricing.Price:
+        """The rate to record for a resource found in the cloud (reconcile cannot see the plan)."""
+        region = self.ctx.region
+        if found.kind == ec2.KIND:
+            on_demand = pricing.on_demand(found.detail["instance_type"], region)
+            if found.detail.get("market") == "spot":
+                return pricing.spot(None, on_demand)
+            return on_demand
+        if found.kind == ebs.SNAPSHOT:
+            return pricing.ebs("snapshot", found.detail["size_gb"], region)
+        return pricing.ebs(found.detail["volume_type"], found.detail["size_gb"], region)
+
+    def retag(self, found: ManagedResource, ledger_id: str) -> None:
+        """Point a resource's ``runctl:resource`` tag at its (new) ledger row."""
+        self.ctx.call(
+            "create_tags",
+            operation=f"tag {found.cloud_id}",
+            resource_id=found.cloud_id,
+            Resources=[found.cloud_id],
+            Tags=[{"Key": TAG_RESOURCE, "Value": ledger_id}],
+        )
+
+    @staticmethod
+    def gone_state(kind: str) -> str:
+        return "terminated" if kind == ec2.KIND else "deleted"
+
+
+def shell_script(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """A POSIX shell script that runs ``argv`` exactly, with ``env`` exported."""
+    if not argv:
+        raise ValidationError("no command to start", hint="give the program and its arguments")
+    bad = [name for name in env if not _ENV_NAME.fullmatch(name)]
+    if bad:
+        raise ValidationError(
+            f"environment variable name(s) {', '.join(map(repr, bad))} are not valid shell names",
+            hint="use letters, digits and underscores, not starting with a digit",
+        )
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    lines.append("exec " + shlex.join(argv))
+    return "\n".join(lines)

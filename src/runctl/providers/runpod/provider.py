@@ -1,0 +1,473 @@
+"""The RunPod provider: GPU pods as ledger resources, with the same promises as EC2 instances.
+
+Contract (see :mod:`runctl.providers.base`), RunPod's way:
+
+1. ``plan`` prices a :class:`MachineSpec` from ``gpuTypes`` (one read, no mutation) into an
+   ordered list of *offers* — each requested GPU type in each allowed cloud (``--cloud all`` is
+   secure first, then community), at the on-demand price or, for ``spot``, at the bid (default:
+   the current spot price; a bid under it is refused before anything is sent).
+2. ``apply`` writes the intent row first (:meth:`Lifecycle.track`), names the pod
+   ``runctl-<resource id>[-<label>]`` (RunPod has no tags: the name is the tag), then sends
+   ``podFindAndDeployOnDemand`` / ``podRentInterruptable`` for the first offer. A capacity
+   error ("There are no longer any instances available…") moves on to the next offer at once;
+   when none is left the row becomes ``create_failed`` and a :class:`CapacityError` lists what
+   was tried. The ledger rate is the pod's ``costPerHr``.
+3. ``release`` sends ``podTerminate`` and returns only once RunPod no longer reports the pod
+   (idempotent: a pod already gone is ``terminated``); otherwise :class:`ResourceError`.
+4. ``lookup`` of an ``intent`` row finds its pod by name, so a crash between the create call and
+   the ledger update is recoverable (:meth:`reconcile`, ``resources reconcile``).
+
+Billing choice: a pod is billable (its ``costPerHr`` accrues) in ``created``/``running``/
+``restarting``. A stopped (``exited``) pod is **not** billable in the ledger, although RunPod
+keeps charging its volume disk at about $0.20 per GB-month: a few cents a day against dollars an
+hour of GPU, on a separate RunPod line. The ledger has one rate per resource, so rather than
+mis-cost the pod, ``runctl runpod stop``/``status`` print that storage estimate
+(:func:`stopped_volume_usd_per_month`), and ``terminate`` ends it.
+
+Commands: RunPod runs a pod's command from its creation (``dockerArgs``); there is no "run this
+on a running pod" call. :func:`pod_start_command` turns an argv + env into that ``dockerArgs`` +
+``env`` pair; a caller (the ``train`` workflow) passes them through ``MachineSpec.extra``
+(``command``, ``env``). Env values are secrets (storage credentials): they go to RunPod in the
+create call's variables and nowhere else — not in the plan's printable request, not in the
+ledger spec, and pods are never queried for their env.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from runctl.core.config import RunpodConfig
+from runctl.core.errors import (
+    AuthError,
+    CapacityError,
+    NotFoundError,
+    QuotaError,
+    ResourceError,
+    RunctlError,
+    ValidationError,
+)
+from runctl.core.ledger import Ledger, Resource
+from runctl.core.lifecycle import Lifecycle
+from runctl.core.testhooks import crash_point
+from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec
+from runctl.providers.runpod.api import GpuType, Pod, RunpodAPI, pod_name
+from runctl.providers.runpod.graphql import GraphQLClient, resolve_api_key
+
+PROVIDER = "runpod"
+KIND = "pod"
+CLOUDS = {"secure": ("SECURE",), "community": ("COMMUNITY",), "all": ("SECURE", "COMMUNITY")}
+#: Ledger states in which a pod's ``costPerHr`` accrues.
+BILLABLE_STATES = frozenset({"created", "running", "restarting"})
+#: RunPod's published price for the volume disk of a stopped pod (USD per GB-month).
+STOPPED_VOLUME_USD_PER_GB_MONTH = 0.20
+VOLUME_MOUNT_PATH = "/workspace"
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Errors after which RunPod surely created nothing (the request was refused).
+_REFUSED = (ValidationError, AuthError, QuotaError, NotFoundError)
+
+
+def pod_start_command(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, list[dict[str, str]]]:
+    """The ``dockerArgs`` and ``env`` inputs that make a pod run ``argv`` with ``env``.
+
+    RunPod splits ``dockerArgs`` into words like a shell and runs them as the container's
+    command, so the argv is passed as one ``bash -c`` script with every word quoted: nothing in
+    it is interpreted twice.
+    """
+    if not argv:
+        raise ValidationError("the pod command is empty", hint="give the program and its arguments")
+    return "bash -c " + shlex.quote(shlex.join(argv)), pod_env(env)
+
+
+def pod_env(env: Mapping[str, str]) -> list[dict[str, str]]:
+    """RunPod's ``env`` input (a list of key/value pairs); keys must be variable names."""
+    bad = [key for key in env if not _ENV_KEY_RE.match(key)]
+    if bad:
+        raise ValidationError(
+            f"invalid environment variable name(s) for the pod: {', '.join(map(repr, bad))}",
+            hint="names are letters, digits and underscores, not starting with a digit",
+        )
+    return [{"key": key, "value": str(value)} for key, value in env.items()]
+
+
+def stopped_volume_usd_per_month(volume_gb: int | None) -> float:
+    """What RunPod charges per month for the volume of a stopped pod (an estimate)."""
+    return (volume_gb or 0) * STOPPED_VOLUME_USD_PER_GB_MONTH
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One way to place the pod: a GPU type in a cloud at a price (per GPU-hour and in total)."""
+
+    gpu_type_id: str
+    gpu_name: str
+    cloud: str
+    price_per_gpu: float
+    bid_per_gpu: float | None
+    rate_usd_per_hour: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RunpodProvider(ComputeProvider):
+    """RunPod GPU pods through the GraphQL API (see the module docstring for the contract)."""
+
+    name = PROVIDER
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        config: RunpodConfig | None = None,
+        *,
+        api: RunpodAPI | None = None,
+        confirm_timeout: float = 120.0,
+    ) -> None:
+        self.ledger = ledger
+        self.config = config or RunpodConfig()
+        self._api = api
+        self.lifecycle = Lifecycle(ledger, {PROVIDER: self})
+        self.confirm_timeout = confirm_timeout
+
+    @property
+    def api(self) -> RunpodAPI:
+        if self._api is None:
+            client = GraphQLClient(self.config.api_url, resolve_api_key(self.config))
+            self._api = RunpodAPI(client)
+        return self._api
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether an API key is configured (so callers can skip RunPod instead of failing)."""
+        return self.api.client.has_key
+
+    # -- prices and plans ----------------------------------------------------------------------
+
+    def gpu_types(self, gpu_count: int = 1) -> list[GpuType]:
+        """Every GPU type with its prices for ``gpu_count`` GPUs, cheapest first."""
+        types = self.api.gpu_types(gpu_count)
+        return sorted(types, key=lambda g: (g.lowest_price is None, g.lowest_price or 0.0, g.id))
+
+    @staticmethod
+    def resolve_gpu(name: str, types: Sequence[GpuType]) -> GpuType:
+        """The GPU type called ``name`` (its id or display name, any case)."""
+        wanted = name.strip().lower()
+        for gpu in types:
+            if wanted in (gpu.id.lower(), gpu.display_name.lower()):
+                return gpu
+        choices = [g.id for g in types] + [g.display_name for g in types]
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+        raise ValidationError(
+            f"RunPod has no GPU type {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            hint="'runctl runpod gpus' lists the GPU types and their prices",
+        )
+
+    def plan(self, spec: MachineSpec) -> LaunchPlan:
+        """Price ``spec`` into an ordered list of offers; sends no mutation."""
+        extra = dict(spec.extra)
+        cloud = str(extra.get("cloud") or self.config.cloud_type).lower()
+        if cloud not in CLOUDS:
+            raise ValidationError(f"unknown RunPod cloud {cloud!r}", hint="use secure, community or all")
+        if spec.gpu_count < 1 or spec.count < 1:
+            raise ValidationError("gpu count and pod count must be at least 1", hint="e.g. --gpu-count 1")
+        bid = extra.get("bid")
+        if bid is not None and float(bid) <= 0:
+            raise ValidationError(f"bid {bid} must be positive", hint="e.g. --bid 0.25 (USD per GPU-hour)")
+        spot = spec.spot or bid is not None
+        names = list(extra.get("gpu_types") or [spec.gpu_type or self.config.default_gpu])
+        types = self.api.gpu_types(spec.gpu_count)
+        gpus = list(dict.fromkeys(self.resolve_gpu(n, types) for n in names))
+        offers: list[Offer] = []
+        notes: list[str] = []
+        for gpu in gpus:
+            for cloud_type in CLOUDS[cloud]:
+                price = gpu.price(cloud_type, spot=spot)
+                market = "interruptible" if spot else "on-demand"
+                if price is None:
+                    notes.append(f"{gpu.id}: no {market} offer in the {cloud_type.lower()} cloud")
+                    continue
+                per_gpu = price
+                if spot:
+                    per_gpu = float(bid) if bid is not None else price
+                    if per_gpu < price:
+                        notes.append(
+                            f"{gpu.id} ({cloud_type.lower()}): bid ${per_gpu:.3f} is under the "
+                            f"current spot price ${price:.3f}"
+                        )
+                        continue
+                offers.append(
+                    Offer(
+                        gpu_type_id=gpu.id,
+                        gpu_name=gpu.display_name,
+                        cloud=cloud_type,
+                        price_per_gpu=price,
+                        bid_per_gpu=per_gpu if spot else None,
+                        rate_usd_per_hour=round(per_gpu * spec.gpu_count, 6),
+                    )
+                )
+        if not offers:
+            raise ValidationError(
+                "no RunPod offer matches: " + "; ".join(notes),
+                hint="try another GPU type (runctl runpod gpus), --cloud all, or a higher --bid",
+            )
+        volume_gb = self._volume_gb(spec)
+        if volume_gb:
+            notes.append(
+                f"a stopped pod's {volume_gb} GB volume bills about "
+                f"${stopped_volume_usd_per_month(volume_gb):.2f}/month until terminated"
+            )
+        printable = self._pod_input(spec, reveal_env=False)
+        return LaunchPlan(
+            provider=PROVIDER,
+            spec=spec,
+            rate_usd_per_hour=offers[0].rate_usd_per_hour,
+            request={
+                "mutation": "podRentInterruptable" if spot else "podFindAndDeployOnDemand",
+                "input": printable,
+                "offers": [o.to_dict() for o in offers],
+            },
+            notes=notes,
+        )
+
+    def _volume_gb(self, spec: MachineSpec) -> int:
+        value = spec.extra.get("volume_gb")
+        return int(self.config.volume_gb if value is None else value)
+
+    def _pod_input(self, spec: MachineSpec, *, reveal_env: bool) -> dict[str, Any]:
+        """The create input shared by every offer (no name, GPU type or cloud yet)."""
+        volume_gb = self._volume_gb(spec)
+        pod_input: dict[str, Any] = {
+            "imageName": spec.image or self.config.image,
+            "gpuCount": spec.gpu_count,
+            "containerDiskInGb": spec.disk_gb or self.config.container_disk_gb,
+            "volumeInGb": volume_gb,
+        }
+        if volume_gb:
+            pod_input["volumeMountPath"] = VOLUME_MOUNT_PATH
+        command = spec.extra.get("command")
+        env = dict(spec.extra.get("env") or {})
+        if command:
+            pod_input["dockerArgs"], env_input = pod_start_command(list(command), env)
+        else:
+            env_input = pod_env(env)
+        if env_input:
+            pod_input["env"] = (
+                env_input if reveal_env else [{"key": e["key"], "value": "***"} for e in env_input]
+            )
+        return pod_input
+
+    # -- create --------------------------------------------------------------------------------
+
+    def apply(self, plan: LaunchPlan, *, job_id: str | None = None) -> list[Machine]:
+        """Create ``spec.count`` pods (intent first); on failure release the ones created."""
+        machines: list[Machine] = []
+        try:
+            for _ in range(plan.spec.count):
+                machines.append(self._create_one(plan, job_id))
+        except BaseException:
+            for machine in machines:
+                try:
+                    self.lifecycle.release(self.ledger.get_resource(machine.resource_id))
+                except RunctlError as exc:
+                    self.ledger.add_event(
+                        "resource.release_failed",
+                        str(exc)[:500],
+                        job_id=job_id,
+                        resource_id=machine.resource_id,
+                    )
+            raise
+        return machines
+
+    def _create_one(self, plan: LaunchPlan, job_id: str | None) -> Machine:
+        spec = plan.spec
+        offers = [Offer(**o) for o in plan.request["offers"]]
+        base_input = self._pod_input(spec, reveal_env=True)
+        ledger_spec = {
+            "gpu_types": [o.gpu_type_id for o in offers],
+            "clouds": sorted({o.cloud for o in offers}),
+            "gpu_count": spec.gpu_count,
+            "spot": offers[0].bid_per_gpu is not None,
+            "bid": spec.extra.get("bid"),
+            "image": base_input["imageName"],
+            "container_disk_gb": base_input["containerDiskInGb"],
+            "volume_gb": base_input["volumeInGb"],
+            "env_keys": [e["key"] for e in base_input.get("env", [])],
+        }
+        with self.lifecycle.track(PROVIDER, KIND, job_id=job_id, spec=ledger_spec) as intent:
+            name = pod_name(intent.id, spec.extra.get("label"))
+            crash_point("runpod.create.after_intent")
+            pod, offer = self._deploy_first_available(intent, name, base_input, offers)
+            crash_point("runpod.create.after_call")
+            self.ledger.add_event(
+                "runpod.placed",
+                f"pod {pod.id} ({name}): {offer.gpu_type_id} x{spec.gpu_count}, {offer.cloud.lower()} "
+                f"cloud, ${pod.cost_per_hr or offer.rate_usd_per_hour:.4f}/h",
+                job_id=job_id,
+                resource_id=intent.id,
+                data={"pod_name": name, **offer.to_dict()},
+            )
+            resource = self.lifecycle.created(
+                intent,
+                cloud_id=pod.id,
+                state=pod.state,
+                rate_usd_per_hour=pod.cost_per_hr or offer.rate_usd_per_hour,
+            )
+        return Machine(resource_id=resource.id, cloud_id=pod.id, state=resource.state)
+
+    def _deploy_first_available(
+        self, intent: Resource, name: str, base_input: dict[str, Any], offers: Sequence[Offer]
+    ) -> tuple[Pod, Offer]:
+        tried: list[str] = []
+        for offer in offers:
+            pod_input = {**base_input, "name": name, "gpuTypeId": offer.gpu_type_id, "cloudType": offer.cloud}
+            try:
+                return self.api.deploy(pod_input, bid_per_gpu=offer.bid_per_gpu), offer
+            except CapacityError:
+                tried.append(f"{offer.gpu_type_id} ({offer.cloud.lower()})")
+                self.ledger.add_event(
+                    "runpod.no_capacity",
+                    f"no capacity for {offer.gpu_type_id} in the {offer.cloud.lower()} cloud",
+                    job_id=intent.job_id,
+                    resource_id=intent.id,
+                )
+            except RunctlError as exc:
+                found = self._find_quietly(name)
+                if found is not None:
+                    return found, offer
+                if isinstance(exc, _REFUSED):
+                    self.ledger.transition(intent.id, "create_failed", billable=False, detail=str(exc)[:300])
+                raise
+        self.ledger.transition(intent.id, "create_failed", billable=False, detail="no capacity")
+        raise CapacityError(
+            f"RunPod has no capacity for any offer tried: {', '.join(tried)}",
+            provider=PROVIDER,
+            operation="create pod",
+            resource_id=intent.id,
+            hint="add GPU types (--gpu may be repeated), use --cloud all, or try again later",
+        )
+
+    def _find_quietly(self, name: str) -> Pod | None:
+        try:
+            return self.api.find_pod_by_name(name)
+        except RunctlError:
+            return None
+
+    def start(self, machine: Machine, argv: Sequence[str], env: Mapping[str, str]) -> str:
+        """RunPod cannot start a command on a running pod: the command is fixed at creation."""
+        raise ResourceError(
+            f"RunPod cannot start a command on the existing pod {machine.cloud_id}",
+            resource_id=machine.resource_id,
+            hint="create the pod with the command instead: MachineSpec.extra['command'] and "
+            "['env'] (see pod_start_command)",
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def is_billable(self, kind: str, state: str) -> bool:
+        """Running pods bill their ``costPerHr``; stopped ones only storage (see module doc)."""
+        return state in BILLABLE_STATES
+
+    def find_pod(self, resource: Resource) -> Pod | None:
+        """The resource's pod: by cloud id, or for an ``intent`` row by its name."""
+        if resource.cloud_id:
+            return self.api.get_pod(resource.cloud_id)
+        matches = [p for p in self.list_managed() if p.resource_id == resource.id]
+        return matches[0] if matches else None
+
+    def lookup(self, resource: Resource) -> str | None:
+        pod = self.find_pod(resource)
+        return pod.state if pod is not None else None
+
+    def list_managed(self) -> list[Pod]:
+        """Every live pod that runctl named (``runctl-<resource id>…``), in the ledger or not."""
+        return [p for p in self.api.list_pods() if p.resource_id is not None and not p.is_gone]
+
+    def reconcile(self, resource: Resource, *, intent_grace_s: float = 600.0) -> Resource:
+        """Bring one ledger row in line with RunPod.
+
+        Adopts the pod of an ``intent`` row (found by name); marks an ``intent`` row with no pod
+        ``create_failed`` once it is older than ``intent_grace_s`` (a create may still be in
+        flight in another process before that); records state changes; marks a row whose pod
+        has vanished ``terminated``.
+        """
+        if resource.is_gone:
+            return resource
+        pod = self.find_pod(resource)
+        if resource.state == "intent":
+            if pod is not None:
+                return self.lifecycle.created(
+                    resource, cloud_id=pod.id, state=pod.state, rate_usd_per_hour=pod.cost_per_hr
+                )
+            if time.time() - resource.created_at < intent_grace_s:
+                return resource
+            return self.ledger.transition(resource.id, "create_failed", billable=False, detail="no pod found")
+        if pod is None:
+            return self.lifecycle.transition(resource, "terminated", detail="no longer at RunPod")
+        if pod.state != resource.state:
+            return self.lifecycle.transition(resource, pod.state, detail="observed at RunPod")
+        return resource
+
+    # -- stop, resume, release -----------------------------------------------------------------
+
+    def _pod_id(self, resource: Resource) -> str:
+        pod = None if resource.cloud_id else self.find_pod(resource)
+        pod_id = resource.cloud_id or (pod.id if pod else None)
+        if not pod_id:
+            raise NotFoundError(
+                f"resource {resource.id} has no pod at RunPod",
+                resource_id=resource.id,
+                hint="'runctl runpod list' shows the pods",
+            )
+        return pod_id
+
+    def stop(self, resource: Resource) -> Resource:
+        """``podStop``: the GPU is released; the volume stays (and bills storage)."""
+        pod = self.api.stop_pod(self._pod_id(resource))
+        return self.lifecycle.transition(resource, pod.state, detail="stopped")
+
+    def resume(self, resource: Resource, *, bid_per_gpu: float | None = None) -> Resource:
+        """``podResume``, or ``podBidResume`` for an interruptible pod (at ``bid_per_gpu``, else the
+        bid it was created with)."""
+        pod_id = self._pod_id(resource)
+        gpu_count = int(resource.spec.get("gpu_count") or 1)
+        bid = None
+        if resource.spec.get("spot") or bid_per_gpu is not None:
+            bid = bid_per_gpu or resource.spec.get("bid") or (resource.rate_usd_per_hour or 0.0) / gpu_count
+            if not bid:
+                raise ValidationError(
+                    f"no bid known for the interruptible pod {pod_id}", hint="pass --bid USD_PER_GPU_HOUR"
+                )
+        pod = self.api.resume_pod(pod_id, gpu_count=gpu_count, bid_per_gpu=bid)
+        if pod.cost_per_hr and pod.cost_per_hr != resource.rate_usd_per_hour:
+            self.ledger.set_rate(resource.id, pod.cost_per_hr)
+        return self.lifecycle.transition(self.ledger.get_resource(resource.id), pod.state, detail="resumed")
+
+    def release(self, resource: Resource) -> str:
+        """``podTerminate``, then wait until RunPod no longer reports the pod."""
+        pod = self.find_pod(resource)
+        if pod is not None:
+            self.terminate_pod(pod.id, resource_id=resource.id)
+        return "terminated"
+
+    def terminate_pod(self, pod_id: str, *, resource_id: str | None = None) -> None:
+        """Terminate any pod by id and confirm it is gone (also for pods not in the ledger)."""
+        self.api.terminate_pod(pod_id)
+        deadline = time.monotonic() + self.confirm_timeout
+        delay = 0.25
+        while (pod := self.api.get_pod(pod_id)) is not None:
+            if time.monotonic() + delay > deadline:
+                raise ResourceError(
+                    f"pod {pod_id} was asked to terminate but RunPod still reports it {pod.status} "
+                    f"after {self.confirm_timeout:.0f}s",
+                    resource_id=resource_id or pod_id,
+                    resource_state=pod.state,
+                    hint="run the command again, or terminate it in the RunPod console; the ledger "
+                    "keeps it as live until it is gone",
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,1 @@
+"""Terminal dashboards (textual). Imported only by the commands that open one."""
