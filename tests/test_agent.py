@@ -39,8 +39,15 @@ def storage(tmp_path: Path) -> LocalStorage:
 
 
 def options(tmp_path: Path, *args: str, attempt: int = 1, **kw: object) -> AgentOptions:
-    return AgentOptions(job_id="j-agent", script="train.py", args=list(args), attempt=attempt,
-                        workdir=tmp_path / f"machine-{attempt}", heartbeat=0.2, **kw)  # type: ignore[arg-type]
+    return AgentOptions(
+        job_id="j-agent",
+        script="train.py",
+        args=list(args),
+        attempt=attempt,
+        workdir=tmp_path / f"machine-{attempt}",
+        heartbeat=0.2,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def steps_logged(text: str) -> list[int]:
@@ -64,9 +71,20 @@ def test_a_spot_notice_preempts_and_the_next_attempt_resumes(tmp_path: Path, sto
         timer = threading.Timer(1.5, imds.schedule_interruption, kwargs={"in_seconds": 25})
         timer.start()
         first = run_agent(
-            options(tmp_path, "--steps", "400", "--save-every", "1000", "--sleep", "0.02",
-                    watch_spot=True, spot_poll_interval=0.1, spot_margin=5),
-            storage, imds=Imds(imds.url),
+            options(
+                tmp_path,
+                "--steps",
+                "400",
+                "--save-every",
+                "1000",
+                "--sleep",
+                "0.02",
+                watch_spot=True,
+                spot_poll_interval=0.1,
+                spot_margin=5,
+            ),
+            storage,
+            imds=Imds(imds.url),
         )
         timer.join()
     finally:
@@ -92,8 +110,9 @@ def test_a_spot_notice_preempts_and_the_next_attempt_resumes(tmp_path: Path, sto
 def test_a_failing_script_is_failed_with_its_exit_code(tmp_path: Path) -> None:
     store = LocalStorage(tmp_path / "store")
     bundle(store, {"fail.py": b"import sys; print('about to fail'); sys.exit(3)\n"})
-    result = run_agent(AgentOptions(job_id="j-f", script="fail.py", workdir=tmp_path / "m",
-                                    heartbeat=0.2), store)
+    result = run_agent(
+        AgentOptions(job_id="j-f", script="fail.py", workdir=tmp_path / "m", heartbeat=0.2), store
+    )
     assert (result.state, result.exit_code) == ("failed", 3)
     assert store.read_json("status.json")["exit_code"] == 3
     assert b"about to fail" in read_log(store)[0]

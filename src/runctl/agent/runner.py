@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -99,7 +100,10 @@ def _resume_point(storage: Storage, workdir: Path) -> Path | None:
 
 
 def run_agent(
-    options: AgentOptions, storage: Storage, *, machine: MachineControl | None = None,
+    options: AgentOptions,
+    storage: Storage,
+    *,
+    machine: MachineControl | None = None,
     imds: Imds | None = None,
 ) -> AgentResult:
     """Run the job to its end and record everything in ``storage`` (see module docstring)."""
@@ -114,8 +118,12 @@ def run_agent(
     log_path = workdir / f"attempt-{options.attempt}.log"
     machine = machine or (Ec2Machine(imds) if imds is not None else NoMachine())
     status: dict[str, object] = {
-        "job_id": options.job_id, "attempt": options.attempt, "state": "starting",
-        "started_at": time.time(), "machine": machine.describe(), "exit_code": None,
+        "job_id": options.job_id,
+        "attempt": options.attempt,
+        "state": "starting",
+        "started_at": time.time(),
+        "machine": machine.describe(),
+        "exit_code": None,
     }
     sync = JobSync(storage, checkpoint_dir, log_path, status, keep_last_n=options.keep_last_n)
     sync.write_status()
@@ -132,19 +140,32 @@ def run_agent(
         return AgentResult("failed_setup", int(exc.exit_code), str(exc))
 
     env = contract_env(
-        os.environ, job_id=options.job_id, job_name=options.job_name or script.stem,
-        checkpoint_dir=checkpoint_dir, attempt=options.attempt, resume_from=resume_from,
-        keep_last_n=options.keep_last_n, output_dir=output_dir,
+        os.environ,
+        job_id=options.job_id,
+        job_name=options.job_name or script.stem,
+        checkpoint_dir=checkpoint_dir,
+        attempt=options.attempt,
+        resume_from=resume_from,
+        keep_last_n=options.keep_last_n,
+        output_dir=output_dir,
     )
     supervisor = Supervisor(
-        argv, env=env, cwd=code, grace_period=options.grace_period,
-        max_duration=options.max_duration, log_path=log_path, echo=sys.stdout.buffer,
-        on_start=lambda pid: sync.write_status(state="running", pid=pid,
-                                               resumed_from=str(resume_from) if resume_from else None),
-        on_tick=sync.tick, tick_interval=options.heartbeat,
+        argv,
+        env=env,
+        cwd=code,
+        grace_period=options.grace_period,
+        max_duration=options.max_duration,
+        log_path=log_path,
+        echo=sys.stdout.buffer,
+        on_start=lambda pid: sync.write_status(
+            state="running", pid=pid, resumed_from=str(resume_from) if resume_from else None
+        ),
+        on_tick=sync.tick,
+        tick_interval=options.heartbeat,
     )
     watcher = None
     if options.watch_spot and imds is not None:
+
         def on_notice(notice: InterruptionNotice) -> None:
             left = notice.seconds_left()
             grace = None if left is None else max(1.0, left - options.spot_margin)
@@ -163,10 +184,9 @@ def run_agent(
     except (RunctlError, OSError) as exc:
         log.error("final upload failed: %s", exc)
         detail = f"{detail or state}; final upload failed: {exc}"
-        try:
+        # if storage is gone altogether, the controller classifies from the machine's state
+        with contextlib.suppress(RunctlError, OSError):
             sync.write_status(state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
-        except (RunctlError, OSError):
-            pass  # storage is gone; the controller classifies from the machine's state
     _dead_man(options, machine)
     return AgentResult(state, exit_code, detail)
 

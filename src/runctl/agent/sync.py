@@ -68,7 +68,10 @@ def utilisation() -> dict[str, float]:
         try:
             out = subprocess.run(
                 ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=5, check=True,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.split()
             if out:
                 found["gpu_percent"] = sum(float(x) for x in out) / len(out)

@@ -9,8 +9,9 @@ import typer
 
 from runctl.cli.options import duration_arg
 
-app = typer.Typer(help="The on-machine agent (started by the providers; rarely run by hand).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The on-machine agent (started by the providers; rarely run by hand).", no_args_is_help=True
+)
 
 
 @app.command("run")
@@ -42,12 +43,21 @@ def run(
     if on_exit not in ("none", "stop", "terminate"):
         raise UsageError(f"--on-exit {on_exit!r} is not one of none, stop, terminate")
     options = AgentOptions(
-        job_id=job_id, script=script, args=list(args or []), job_name=name, attempt=attempt,
-        resume=resume, workdir=workdir, grace_period=duration_arg("--grace-period", grace_period) or 30,
+        job_id=job_id,
+        script=script,
+        args=list(args or []),
+        job_name=name,
+        attempt=attempt,
+        resume=resume,
+        workdir=workdir,
+        grace_period=duration_arg("--grace-period", grace_period) or 30,
         max_duration=duration_arg("--max-duration", max_duration),
-        heartbeat=duration_arg("--heartbeat", heartbeat) or 5, keep_last_n=keep_last_n,
-        watch_spot=watch_spot, on_exit=on_exit,  # type: ignore[arg-type]
-        keep=keep, idle_timeout=duration_arg("--idle-timeout", idle_timeout),
+        heartbeat=duration_arg("--heartbeat", heartbeat) or 5,
+        keep_last_n=keep_last_n,
+        watch_spot=watch_spot,
+        on_exit=on_exit,  # type: ignore[arg-type]
+        keep=keep,
+        idle_timeout=duration_arg("--idle-timeout", idle_timeout),
     )
     use_imds = watch_spot or on_exit != "none"
     result = run_agent(options, open_storage(storage), imds=Imds(imds_endpoint) if use_imds else None)

@@ -26,6 +26,7 @@ from runctl.cli import (
     monitor_cmd,
     resources_cmd,
     runpod_cmd,
+    s3_cmd,
     top_cmd,
 )
 from runctl.cli.state import STATE
@@ -105,6 +106,7 @@ app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(runpod_cmd.app, name="runpod")
 app.add_typer(aws_cmd.app, name="aws")
 app.add_typer(resources_cmd.app, name="resources")
+app.add_typer(s3_cmd.app, name="s3")
 
 
 def main(argv: list[str] | None = None) -> None:

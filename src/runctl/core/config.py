@@ -14,9 +14,10 @@ fall back to a default) with a "did you mean". Every error names where the value
 
 Durations accept seconds (``30``) or a number with a unit (``500ms``, ``30s``, ``5m``, ``2h``,
 ``1d``). Sizes (``[storage]``) accept bytes (``1048576``) or a number with a unit
-(``64MiB``, ``1GiB``; ``MB``/``GB`` are decimal). Secrets (``runpod.api_key``) are :class:`pydantic.SecretStr`: masked in every repr, in
-``model_dump`` and in ``runctl config show``. AWS credentials are never read from runctl's config:
-boto3's own credential chain is the only source.
+(``64MiB``, ``1GiB``; ``MB``/``GB`` are decimal). Secrets (``runpod.api_key``) are
+:class:`pydantic.SecretStr`: masked in every repr, in ``model_dump`` and in ``runctl config show``.
+AWS credentials are never read from runctl's config: boto3's own credential chain is the only
+source.
 """
 
 from __future__ import annotations
@@ -324,7 +325,8 @@ def _env_value(raw: str) -> Any:
 
 
 def _did_you_mean(word: str, choices: Mapping[str, Any] | list[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    prefixed = [c for c in choices if c.startswith(word) or word.startswith(c)]
+    close = prefixed[:1] or difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -4,8 +4,9 @@
 
 1. The child starts in a new session (its own process group), so a Ctrl-C on the terminal
    reaches runctl only, and runctl decides what the child gets.
-2. The first SIGINT or SIGTERM (or the max duration passing) sends SIGTERM to the child's whole
-   group and starts the grace period (default 30 s): a script that checkpoints on SIGTERM (see
+2. The first SIGINT, SIGTERM or SIGHUP (the terminal closed), the max duration passing, or
+   :meth:`Supervisor.request_stop` (a spot notice) sends SIGTERM to the child's whole group and
+   starts the grace period (default 30 s): a script that checkpoints on SIGTERM (see
    ``runctl.Checkpointer``) saves and exits.
 3. When the grace period runs out the group gets SIGKILL, and the outcome says so.
 4. A second Ctrl-C (or second SIGTERM) during the grace period kills the group at once, and
@@ -108,7 +109,7 @@ class Supervisor:
         in_main = threading.current_thread() is threading.main_thread()
         previous = {}
         if in_main:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
             return self._run()

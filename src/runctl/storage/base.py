@@ -74,7 +74,13 @@ class ObjectInfo:
     is_dir: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "size": self.size, "mtime": self.mtime, "etag": self.etag, "is_dir": self.is_dir}
+        return {
+            "key": self.key,
+            "size": self.size,
+            "mtime": self.mtime,
+            "etag": self.etag,
+            "is_dir": self.is_dir,
+        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,9 @@ class Storage(ABC):
         """Delete ``keys`` (missing ones are fine); returns how many were asked for."""
 
     @abstractmethod
-    def upload_files(self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None) -> list[ObjectInfo]:
+    def upload_files(
+        self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
+    ) -> list[ObjectInfo]:
         """Upload each ``(local file, key)``; returns what was stored, in the same order."""
 
     @abstractmethod
@@ -271,9 +279,14 @@ class Storage(ABC):
             for part in manifest.files:
                 key = base if manifest.kind == "file" else join_key(base, part.path)
                 info = self.stat(key)
-                if info is None or info.size != part.size or (part.etag and info.etag and part.etag != info.etag):
+                if (
+                    info is None
+                    or info.size != part.size
+                    or (part.etag and info.etag and part.etag != info.etag)
+                ):
                     raise ValidationError(
-                        f"checkpoint {record.name}: {self._describe(key)} is missing or differs from its manifest",
+                        f"checkpoint {record.name}: {self._describe(key)} is missing "
+                        "or differs from its manifest",
                         hint="it was changed after it was published; publish it again or use an older one",
                     )
                 rel = part.path if manifest.kind == "dir" else record.name

@@ -91,7 +91,9 @@ class Manifest:
                 step=body["step"],
                 kind=str(body["kind"]),
                 created=float(body["created"]),
-                files=tuple(CheckpointFile(str(f["path"]), int(f["size"]), f.get("etag")) for f in body["files"]),
+                files=tuple(
+                    CheckpointFile(str(f["path"]), int(f["size"]), f.get("etag")) for f in body["files"]
+                ),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValidationError(
@@ -156,7 +158,9 @@ def group_objects(prefix: str, objects: Iterable[tuple[str, int, float]]) -> dic
     return groups
 
 
-def plan_prune(groups: dict[str, CheckpointGroup], keep_last_n: int) -> tuple[list[CheckpointGroup], list[CheckpointGroup]]:
+def plan_prune(
+    groups: dict[str, CheckpointGroup], keep_last_n: int
+) -> tuple[list[CheckpointGroup], list[CheckpointGroup]]:
     """Split the groups into (kept checkpoints, groups to delete), per the module's rules."""
     if keep_last_n < 1:
         raise ValidationError(

@@ -116,7 +116,9 @@ class LocalStorage(Storage):
         except ValidationError as exc:
             raise StateDirError(str(exc), hint=f"check the storage root {self.root}") from None
 
-    def upload_files(self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None) -> list[ObjectInfo]:
+    def upload_files(
+        self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
+    ) -> list[ObjectInfo]:
         stored = []
         for source, key in pairs:
             path = self._path(key)
@@ -143,7 +145,9 @@ def _copy(source: Path, destination: Path, progress: ProgressFn | None) -> None:
         try:
             src = source.open("rb")
         except (FileNotFoundError, IsADirectoryError):
-            raise NotFoundError(f"{source} does not exist (or is not a file)", hint="check the path") from None
+            raise NotFoundError(
+                f"{source} does not exist (or is not a file)", hint="check the path"
+            ) from None
         with src, temp.open("wb") as dst:
             stat = os.fstat(src.fileno())
             if progress is None:

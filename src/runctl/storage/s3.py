@@ -20,7 +20,13 @@ from typing import Any
 from runctl.core.errors import AuthError, NotFoundError
 from runctl.providers.aws import session
 from runctl.storage.base import ObjectInfo, ProgressFn, Storage
-from runctl.storage.transfer import _MD5_ETAG, ChecksumMismatchError, S3Transfer, TransferSettings
+from runctl.storage.transfer import (
+    _MD5_ETAG,
+    ChecksumMismatchError,
+    S3Transfer,
+    TransferSettings,
+    check_stored,
+)
 from runctl.storage.uri import S3Uri, parse_s3_uri, validate_key
 
 _DELETE_BATCH = 1000
@@ -82,12 +88,12 @@ class S3Storage(Storage):
             ) from None
         except AuthError:
             raise AuthError(
-                    f"access to bucket s3://{self.bucket} was refused",
-                    hint="check your AWS credentials and that their IAM policy allows s3:ListBucket, "
-                    "s3:GetObject and s3:PutObject on this bucket",
-                    operation=operation,
-                    resource_id=self.bucket,
-                ) from None
+                f"access to bucket s3://{self.bucket} was refused",
+                hint="check your AWS credentials and that their IAM policy allows s3:ListBucket, "
+                "s3:GetObject and s3:PutObject on this bucket",
+                operation=operation,
+                resource_id=self.bucket,
+            ) from None
         self._bucket_checked = True
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
@@ -105,12 +111,7 @@ class S3Storage(Storage):
             **extra,
         )
         etag = (response.get("ETag") or "").strip('"')
-        if response.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse") and _MD5_ETAG.match(etag):
-            if etag != digest.hex():
-                raise ChecksumMismatchError(
-                    f"write s3://{self.bucket}/{full}: S3 stored ETag {etag}, expected {digest.hex()}",
-                    hint="the data changed in transit; write it again",
-                )
+        check_stored(etag, response.get("ServerSideEncryption"), digest, f"write s3://{self.bucket}/{full}")
         return ObjectInfo(key=key, size=len(data), mtime=time.time(), etag=etag or None)
 
     def get_bytes(self, key: str) -> bytes:
@@ -131,7 +132,9 @@ class S3Storage(Storage):
             and response.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
             and hashlib.md5(data).hexdigest() != etag
         ):
-            raise ChecksumMismatchError(f"{operation}: the content does not match its ETag", hint="read it again")
+            raise ChecksumMismatchError(
+                f"{operation}: the content does not match its ETag", hint="read it again"
+            )
         return data
 
     def stat(self, key: str) -> ObjectInfo | None:
@@ -199,11 +202,15 @@ class S3Storage(Storage):
                     "DeleteObjects",
                 )
                 raise session.classify(
-                    error, operation=f"delete s3://{self.bucket}/{first.get('Key')}", resource_id=first.get("Key")
+                    error,
+                    operation=f"delete s3://{self.bucket}/{first.get('Key')}",
+                    resource_id=first.get("Key"),
                 )
         return len(full)
 
-    def upload_files(self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None) -> list[ObjectInfo]:
+    def upload_files(
+        self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
+    ) -> list[ObjectInfo]:
         full = [(path, self._key(key)) for path, key in pairs]
         self.check_bucket()
         stored = self.transfer.upload(full, progress=progress)

@@ -125,7 +125,9 @@ def upload_tree(
     if not source.exists():
         raise NotFoundError(f"{source} does not exist", hint="check the path")
     if not source.is_dir():
-        raise ValidationError(f"{source} is a file, not a directory", hint="use 'runctl s3 upload' for one file")
+        raise ValidationError(
+            f"{source} is a file, not a directory", hint="use 'runctl s3 upload' for one file"
+        )
     started = time.monotonic()
     base = dir_prefix(prefix)
     files = local_files(source)
@@ -166,7 +168,8 @@ def download_tree(
     """Download every object under ``prefix`` into ``destination`` (a directory)."""
     if destination.exists() and not destination.is_dir():
         raise ValidationError(
-            f"destination {destination} is a file, not a directory", hint="give a directory (it is created if missing)"
+            f"destination {destination} is a file, not a directory",
+            hint="give a directory (it is created if missing)",
         )
     started = time.monotonic()
     base = dir_prefix(prefix)

@@ -43,6 +43,7 @@ How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/rea
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import math
 import os
@@ -84,10 +85,12 @@ class TransferSettings:
         if self.part_size < MIN_PART_SIZE or self.part_size > MAX_PART_SIZE:
             raise ValidationError(
                 f"storage part_size must be between 5 MiB and 5 GiB, got {self.part_size} bytes",
-                hint="set [storage] part_size, e.g. \"64MiB\"",
+                hint='set [storage] part_size, e.g. "64MiB"',
             )
         if self.multipart_threshold < 1 or self.max_concurrency < 1 or self.max_attempts < 1:
-            raise ValidationError("storage multipart_threshold, max_concurrency and max_attempts must be >= 1")
+            raise ValidationError(
+                "storage multipart_threshold, max_concurrency and max_attempts must be >= 1"
+            )
 
     def upload_part_size(self, size: int) -> int:
         """``part_size``, grown (to whole MiB) until ``size`` fits in 10,000 parts."""
@@ -122,6 +125,17 @@ def _md5_b64(digest: bytes) -> str:
 def _etag(headers: Any) -> str | None:
     value = headers.get("ETag") or headers.get("etag")
     return value.strip('"') if value else None
+
+
+def check_stored(etag: str | None, sse: str | None, digest: bytes, what: str) -> None:
+    """Raise unless the ETag S3 returned for a PUT is the MD5 sent (when it is an MD5 at all)."""
+    if (sse or "").lower() in _NON_MD5_SSE or not etag or not _MD5_ETAG.match(etag):
+        return
+    if etag != digest.hex():
+        raise ChecksumMismatchError(
+            f"{what}: S3 stored ETag {etag}, expected {digest.hex()}",
+            hint="the data changed in transit; run the command again",
+        )
 
 
 def _md5_etag_trusted(headers: Any) -> bool:
@@ -172,7 +186,11 @@ class S3Transfer:
 
     def _policy(self, operation: str) -> RetryPolicy:
         return RetryPolicy(
-            max_attempts=self.settings.max_attempts, initial_delay=0.25, max_delay=8.0, deadline=None, name=operation
+            max_attempts=self.settings.max_attempts,
+            initial_delay=0.25,
+            max_delay=8.0,
+            deadline=None,
+            name=operation,
         )
 
     def _send(
@@ -189,7 +207,9 @@ class S3Transfer:
         from botocore.awsrequest import AWSRequest
 
         key = params.get("Key")
-        client_method = {"PutObject": "put_object", "UploadPart": "upload_part", "GetObject": "get_object"}[operation]
+        client_method = {"PutObject": "put_object", "UploadPart": "upload_part", "GetObject": "get_object"}[
+            operation
+        ]
         try:
             url = self.client.generate_presigned_url(
                 client_method, Params={"Bucket": self.bucket, **params}, ExpiresIn=3600
@@ -204,7 +224,9 @@ class S3Transfer:
 
     # ---- uploads ------------------------------------------------------------------------
 
-    def upload(self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None) -> list[ObjectInfo]:
+    def upload(
+        self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
+    ) -> list[ObjectInfo]:
         """Upload ``(file, key)`` pairs in parallel; returns what S3 stored, in order."""
         sizes = []
         for path, _key in pairs:
@@ -213,7 +235,9 @@ class S3Transfer:
                     raise FileNotFoundError
                 sizes.append(path.stat().st_size)
             except OSError:
-                raise NotFoundError(f"{path} does not exist or is not a file", hint="check the path") from None
+                raise NotFoundError(
+                    f"{path} does not exist or is not a file", hint="check the path"
+                ) from None
         results: list[ObjectInfo | None] = [None] * len(pairs)
         batch = _Batch(progress)
 
@@ -227,7 +251,9 @@ class S3Transfer:
         self._run(batch, tasks())
         return [r for r in results if r is not None]
 
-    def _put_small(self, batch: _Batch, results: list[Any], index: int, path: Path, key: str, size: int) -> None:
+    def _put_small(
+        self, batch: _Batch, results: list[Any], index: int, path: Path, key: str, size: int
+    ) -> None:
         batch.check()
         data = path.read_bytes()
         if len(data) != size:
@@ -236,15 +262,15 @@ class S3Transfer:
 
         def attempt() -> Any:
             batch.check()
-            return self._send("PutObject", "PUT", {"Key": key}, body=data, headers={"Content-MD5": _md5_b64(digest)})
+            return self._send(
+                "PutObject", "PUT", {"Key": key}, body=data, headers={"Content-MD5": _md5_b64(digest)}
+            )
 
         response = self._policy(f"upload s3://{self.bucket}/{key}").call(attempt)
         etag = _etag(response.headers)
-        if _md5_etag_trusted(response.headers) and etag and _MD5_ETAG.match(etag) and etag != digest.hex():
-            raise ChecksumMismatchError(
-                f"upload of {path} to s3://{self.bucket}/{key}: S3 stored ETag {etag}, expected {digest.hex()}",
-                hint="the data changed in transit; run the command again",
-            )
+        check_stored(
+            etag, response.headers.get("x-amz-server-side-encryption"), digest, f"s3://{self.bucket}/{key}"
+        )
         results[index] = ObjectInfo(key=key, size=size, mtime=time.time(), etag=etag)
         batch.advance(size)
 
@@ -293,12 +319,12 @@ class S3Transfer:
                 )
 
             response = self._policy(f"upload part {number}/{count} of s3://{self.bucket}/{key}").call(attempt)
-            etag = _etag(response.headers)
-            if _md5_etag_trusted(response.headers) and etag and _MD5_ETAG.match(etag) and etag != digest.hex():
-                raise ChecksumMismatchError(
-                    f"part {number} of s3://{self.bucket}/{key}: S3 stored ETag {etag}, expected {digest.hex()}",
-                    hint="the data changed in transit; run the command again",
-                )
+            check_stored(
+                _etag(response.headers),
+                response.headers.get("x-amz-server-side-encryption"),
+                digest,
+                f"part {number} of s3://{self.bucket}/{key}",
+            )
             parts[number - 1] = {"PartNumber": number, "ETag": response.headers.get("ETag")}
             digests[number - 1] = digest
             batch.advance(length)
@@ -344,7 +370,8 @@ class S3Transfer:
         results[index] = ObjectInfo(key=key, size=size, mtime=time.time(), etag=etag or None)
 
     def _abort(self, key: str, upload_id: str) -> None:
-        try:
+        # best effort: a bucket lifecycle rule (or `aws s3api list-multipart-uploads`) finds leftovers
+        with contextlib.suppress(RunctlError):
             session.call(
                 self.client.abort_multipart_upload,
                 operation=f"abort multipart upload of s3://{self.bucket}/{key}",
@@ -353,12 +380,12 @@ class S3Transfer:
                 Key=key,
                 UploadId=upload_id,
             )
-        except RunctlError:
-            pass  # best effort; the bucket's lifecycle rule (or `aws s3api list-multipart-uploads`) finds it
 
     # ---- downloads ----------------------------------------------------------------------
 
-    def download(self, pairs: Sequence[tuple[ObjectInfo, Path]], *, progress: ProgressFn | None = None) -> list[Path]:
+    def download(
+        self, pairs: Sequence[tuple[ObjectInfo, Path]], *, progress: ProgressFn | None = None
+    ) -> list[Path]:
         """Download ``(object, path)`` pairs in parallel: verified, atomic, mtime kept."""
         for _info, destination in pairs:
             prepare_parent(destination)
@@ -404,7 +431,9 @@ class S3Transfer:
         self._verify(info, written, expected_etag if _md5_etag_trusted(headers) else None, digest=digest)
         publish(temp, destination, mtime=info.mtime)
 
-    def _ranged_tasks(self, batch: _Batch, info: ObjectInfo, destination: Path) -> Iterator[Callable[[], None]]:
+    def _ranged_tasks(
+        self, batch: _Batch, info: ObjectInfo, destination: Path
+    ) -> Iterator[Callable[[], None]]:
         etag = info.etag
         multipart = _MULTIPART_ETAG.match(etag or "")
         part_size: int | None = None
@@ -484,7 +513,9 @@ class S3Transfer:
                 state["remaining"] -= 1
                 last = state["remaining"] == 0
             if last:
-                self._finish_ranged(info, destination, temp, fd, part_size, part_digests, bool(state["trusted"]))
+                self._finish_ranged(
+                    info, destination, temp, fd, part_size, part_digests, bool(state["trusted"])
+                )
 
         for index in range(count):
             yield lambda i=index: fetch(i)
@@ -601,7 +632,7 @@ class _Fd:
 def _changed(path: Path) -> ValidationError:
     return ValidationError(
         f"{path} changed size while it was being uploaded",
-        hint="upload it once it is completely written (publish checkpoints after they are renamed into place)",
+        hint="upload it once it is completely written (publish a checkpoint after it is renamed into place)",
     )
 
 
@@ -623,7 +654,13 @@ def _stream(response: Any, *, operation: str) -> Iterator[bytes]:
         response.raw.release_conn()
 
 
-_STATUS_CODES = {400: "BadRequest", 403: "AccessDenied", 404: "NoSuchKey", 412: "PreconditionFailed", 503: "SlowDown"}
+_STATUS_CODES = {
+    400: "BadRequest",
+    403: "AccessDenied",
+    404: "NoSuchKey",
+    412: "PreconditionFailed",
+    503: "SlowDown",
+}
 
 
 def _response_error(response: Any, operation: str, resource: str) -> RunctlError:

@@ -62,7 +62,10 @@ def validate_bucket(bucket: str, *, arg: str = "URI") -> str:
     elif bucket != bucket.lower() or "_" in bucket:
         problem = "has capital letters or underscores (S3 allows lowercase letters, digits, '.' and '-')"
     elif not _BUCKET_RE.match(bucket):
-        problem = "may hold only lowercase letters, digits, '.' and '-', and must start and end with a letter or digit"
+        problem = (
+            "may hold only lowercase letters, digits, '.' and '-', and must start and end with a "
+            "letter or digit"
+        )
     elif ".." in bucket or ".-" in bucket or "-." in bucket:
         problem = "has '..', '.-' or '-.' in it"
     elif _is_ip(bucket):
@@ -110,7 +113,9 @@ def parse_s3_uri(text: str, *, arg: str = "URI", require_key: bool = False) -> S
     validate_bucket(bucket, arg=arg)
     validate_key(key, arg=arg)
     if require_key and not key.strip("/"):
-        raise UsageError(f"{arg}: {text!r} names a bucket but no object", hint=f"write {text.rstrip('/')}/KEY")
+        raise UsageError(
+            f"{arg}: {text!r} names a bucket but no object", hint=f"write {text.rstrip('/')}/KEY"
+        )
     return S3Uri(bucket, key)
 
 

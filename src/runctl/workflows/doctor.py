@@ -6,9 +6,13 @@ not ok. Decisions where the issue is silent:
 * **Providers are optional.** No AWS credentials, or no RunPod key, is a *warning* ("not
   configured"): ``runctl local`` needs neither. Credentials that exist but are refused, an
   unreachable endpoint, or an S3 bucket that is configured but unusable are *failures*.
-* **No network unless AWS is configured.** The STS call (``GetCallerIdentity``, through
+* **No network unless configured.** The STS call (``GetCallerIdentity``, through
   :func:`runctl.providers.aws.session.call`, one attempt, a short timeout) and the clock check
-  run only when boto3 finds credentials; a local-only user's ``doctor`` sends nothing anywhere.
+  run only when boto3 finds credentials, the storage check only when ``[storage] uri`` (or
+  ``[aws] s3_bucket``) is set; a local-only user's ``doctor`` sends nothing anywhere.
+* **Storage** is checked the way jobs use it: a write, read and delete of a small probe object
+  through :func:`runctl.storage.open_storage`, after a ``HeadBucket`` with the short timeout so
+  an unreachable store fails fast instead of waiting out the retry deadline.
 * **Clock skew** is measured against the ``Date`` header of an HTTP response from the STS
   endpoint (any status will do); AWS rejects requests signed more than 5 minutes off, so
   > 60 s warns and > 300 s fails. An endpoint that cannot be reached skips the check.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runctl.core.config import Config, LoadedConfig, load_config
-from runctl.core.errors import ExitCode, RetryExhaustedError, RunctlError
+from runctl.core.errors import ExitCode, NotFoundError, RetryExhaustedError, RunctlError
 
 Status = Literal["ok", "warn", "fail", "skip"]
 SKEW_WARN_S = 60.0
@@ -204,38 +209,57 @@ def check_runpod(probe: Probe) -> Check:
     )
 
 
+def storage_uri(config: Config) -> str | None:
+    """Where jobs keep checkpoints and logs, if configured: ``[storage] uri``, else the
+    ``[aws] s3_bucket`` and ``s3_prefix``; None means the default, on this machine."""
+    if config.storage.uri:
+        return config.storage.uri
+    if config.aws.s3_bucket:
+        return f"s3://{config.aws.s3_bucket}/{config.aws.s3_prefix}"
+    return None
+
+
 def check_storage(probe: Probe) -> Check:
-    bucket = probe.config.aws.s3_bucket
-    if not bucket:
-        return Check("storage", "skip", "no remote storage configured (checkpoints stay on this machine)")
-    if not probe.aws_configured or not probe.aws_region:
-        return Check(
-            "storage",
-            "fail",
-            f"s3://{bucket} is configured but AWS credentials or region are missing",
-            "configure AWS (see the aws line), or remove [aws] s3_bucket",
-        )
+    """A bucket probe with a short timeout (fail fast), then a write/read/delete round trip
+    through :func:`runctl.storage.open_storage`: the path jobs use, so every setting counts."""
+    from runctl.storage import is_s3_uri, open_storage, parse_s3_uri
+
+    uri = storage_uri(probe.config)
+    if uri is None:
+        return Check("storage", "skip", "no storage configured (jobs keep their files in the state dir)")
+    key = f"doctor/probe-{socket.gethostname()}-{os.getpid()}.json"
+    try:
+        if is_s3_uri(uri):
+            _probe_bucket(parse_s3_uri(uri, arg="storage URI").bucket, probe)
+        store = open_storage(uri, probe.config.storage)
+        store.write_json(key, {"probe": key})
+        if store.read_json(key) != {"probe": key}:
+            return Check("storage", "fail", f"{uri}: a written object read back differently", _STORAGE_FIX)
+        store.delete([key])
+    except RunctlError as exc:
+        cause = _cause(exc)
+        fix = cause.hint or _STORAGE_FIX
+        if is_s3_uri(uri) and isinstance(cause, NotFoundError):
+            fix = f"create the bucket (aws s3 mb s3://{parse_s3_uri(uri).bucket}) or fix [storage] uri"
+        return Check("storage", "fail", f"{uri}: {cause.message}", fix, int(exc.exit_code))
+    return Check("storage", "ok", f"{uri} is writable and readable")
+
+
+_STORAGE_FIX = "check [storage] uri / endpoint_url, and that your credentials may read and write there"
+
+
+def _probe_bucket(bucket: str, probe: Probe) -> None:
     from runctl.core.retry import RetryPolicy
     from runctl.providers.aws import session
 
-    try:
-        session.call(
-            session.client("s3", probe.aws_region, timeout=probe.timeout).head_bucket,
-            operation="s3 head_bucket",
-            policy=RetryPolicy(max_attempts=1, deadline=None, name="doctor"),
-            Bucket=bucket,
-        )
-    except RunctlError as exc:
-        cause = _cause(exc)
-        return Check(
-            "storage",
-            "fail",
-            f"s3://{bucket}: {cause}",
-            f"create the bucket (aws s3 mb s3://{bucket}) or grant s3:ListBucket, s3:GetObject "
-            "and s3:PutObject on it",
-            int(exc.exit_code),
-        )
-    return Check("storage", "ok", f"s3://{bucket} is reachable")
+    config = probe.config.storage
+    s3 = session.client("s3", config.region, timeout=probe.timeout, endpoint_url=config.endpoint_url)
+    session.call(
+        s3.head_bucket,
+        operation=f"s3 head_bucket {bucket}",
+        policy=RetryPolicy(max_attempts=1, deadline=None, name="doctor"),
+        Bucket=bucket,
+    )
 
 
 def _cause(exc: RunctlError) -> RunctlError:

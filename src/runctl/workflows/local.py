@@ -1,12 +1,6 @@
 """``runctl local``: run a training script on this machine with a durable record.
 
-The run contract (every provider honours it): the script runs with
-
-* ``RUNCTL_JOB_ID`` — the ledger id of this job;
-* ``RUNCTL_CHECKPOINT_DIR`` — a directory (created) for its checkpoints;
-* ``RUNCTL_RESUME_FROM`` — set only when resuming: the latest complete checkpoint of the job
-  being continued;
-* ``RUNCTL_ATTEMPT`` (1, 2, …) and ``RUNCTL_KEEP_LAST_N`` (when configured), informational.
+The script runs under the run contract (:mod:`runctl.agent.contract`), as on every provider.
 
 Decisions where the issue is silent:
 
@@ -37,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from runctl.agent.contract import contract_env
 from runctl.core import checkpoints
 from runctl.core.config import Config
 from runctl.core.errors import ExitCode, NotFoundError, ValidationError
@@ -60,6 +55,7 @@ class LocalRun:
     checkpoint_dir: Path | None = None
     resume: bool | None = None
     resume_from: Path | None = None
+    resumes: Job | None = None  # the job that resume_from belongs to (attempt + 1)
     grace_period: float | None = None
     max_duration: float | None = None
 
@@ -134,7 +130,7 @@ def run_local(
     grace = request.grace_period or config.local.grace_period
     max_duration = request.max_duration or config.local.max_duration
 
-    resume_job: Job | None = None
+    resume_job: Job | None = request.resumes
     resume_from = request.resume_from
     if resume_from is None and (config.checkpoint.resume if request.resume is None else request.resume):
         found = find_resume_point(ledger, name)
@@ -164,18 +160,15 @@ def run_local(
         source = f" (job {resume_job.id}, {resume_job.state})" if resume_job else ""
         ledger.add_event("job.resume", f"resuming from {resume_from}{source}", job_id=job.id)
 
-    env = {k: v for k, v in os.environ.items() if k != "RUNCTL_RESUME_FROM"}
-    env.update(
-        RUNCTL_JOB_ID=job.id,
-        RUNCTL_JOB_NAME=name,
-        RUNCTL_CHECKPOINT_DIR=str(checkpoint_dir),
-        RUNCTL_ATTEMPT=str(job.attempt),
-        PYTHONUNBUFFERED="1",
+    env = contract_env(
+        os.environ,
+        job_id=job.id,
+        job_name=name,
+        checkpoint_dir=checkpoint_dir,
+        attempt=job.attempt,
+        resume_from=Path(resume_from) if resume_from else None,
+        keep_last_n=config.checkpoint.keep_last_n,
     )
-    if resume_from:
-        env["RUNCTL_RESUME_FROM"] = str(resume_from)
-    if config.checkpoint.keep_last_n:
-        env["RUNCTL_KEEP_LAST_N"] = str(config.checkpoint.keep_last_n)
 
     from runctl.core import metrics
 
