@@ -17,7 +17,9 @@ def _resolver(owners: tuple[str, ...] = ("amazon",)) -> AmiResolver:
 def _register(moto_url: str, name: str) -> str:
     """An image named like a DLAMI, owned by this account (moto has no current DLAMIs)."""
     ec2 = boto("ec2", moto_url)
-    instance = ec2.run_instances(ImageId=al2023_image(moto_url), InstanceType="t3.micro", MinCount=1, MaxCount=1)
+    instance = ec2.run_instances(
+        ImageId=al2023_image(moto_url), InstanceType="t3.micro", MinCount=1, MaxCount=1
+    )
     return str(ec2.create_image(InstanceId=instance["Instances"][0]["InstanceId"], Name=name)["ImageId"])
 
 
@@ -37,7 +39,11 @@ def test_without_ssm_access_the_newest_al2023_image_is_found_by_name(fault_proxy
     fault_proxy.fail_first(10, json_error("AccessDeniedException"), action="GetParameters")
     choice = _resolver().resolve(gpu=False, architecture="x86_64")
     assert choice.source.startswith("describe_images:al2023-ami-2023.*")
-    assert choice.name.startswith("al2023-ami-2023.") and "minimal" not in choice.name and "ecs" not in choice.name
+    assert (
+        choice.name.startswith("al2023-ami-2023.")
+        and "minimal" not in choice.name
+        and "ecs" not in choice.name
+    )
     assert any("SSM public parameters unavailable" in n for n in choice.notes)
 
 

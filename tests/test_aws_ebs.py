@@ -30,7 +30,9 @@ def _instance(provider, zone: str):  # type: ignore[no-untyped-def]
 
 def test_create_is_recorded_first_tagged_and_priced(fault_proxy, aws):
     provider = make_provider()
-    row, volume = provider.volumes.create(size_gb=100, volume_type="gp3", iops=4000, throughput=250, zone="us-east-1b")
+    row, volume = provider.volumes.create(
+        size_gb=100, volume_type="gp3", iops=4000, throughput=250, zone="us-east-1b"
+    )
 
     assert volume.state == "available" and volume.zone == "us-east-1b" and volume.size_gb == 100
     tags = _volume_tags(aws, volume.id)

@@ -12,7 +12,6 @@ import pytest
 from runctl.core.config import AwsConfig, Config
 from runctl.core.errors import (
     BudgetError,
-    CapacityError,
     NotFoundError,
     QuotaError,
     ResourceError,
@@ -22,7 +21,6 @@ from runctl.core.errors import (
 from runctl.core.ledger import Ledger
 from runctl.providers.aws.context import TAG_JOB, TAG_KIND, TAG_MANAGED, TAG_PROTECT, TAG_RESOURCE, TAG_USER
 from runctl.providers.aws.provider import shell_script
-from tests.conftest import run_cli
 from tests.support.aws import (
     al2023_image,
     alive_instances,
@@ -216,7 +214,10 @@ def test_instances_of_others_do_not_count_against_the_guard(aws):
     [
         (["zz.big"], "unknown instance type 'zz.big'"),
         (["t3.micro", "--az", "us-east-1z"], "not an availability zone of us-east-1"),
-        (["p4d.24xlarge", "--az", "us-east-1f", "--ami", "ami-0123456789abcdef0"], "not offered in us-east-1f"),
+        (
+            ["p4d.24xlarge", "--az", "us-east-1f", "--ami", "ami-0123456789abcdef0"],
+            "not offered in us-east-1f",
+        ),
         (["t3.micro", "--ami", "ami-0123456789abcdef0"], "does not exist in us-east-1"),
         (["t3.micro", "--ami", "ubuntu"], "not an EC2 image id"),
         (["t3.micro", "--data-volume", "vol-xyz"], "not an EC2 volume id"),
@@ -240,7 +241,7 @@ def test_image_for_another_architecture_is_refused(aws):
 
 def test_type_not_offered_in_the_region(aws):
     provider = make_provider(region="eu-west-3")
-    with pytest.raises(ValidationError, match="p4d.24xlarge is not offered in region eu-west-3"):
+    with pytest.raises(ValidationError, match=r"p4d\.24xlarge is not offered in region eu-west-3"):
         provider.plan(provider.machine_spec("p4d.24xlarge"))
 
 
@@ -289,9 +290,9 @@ def test_transitions_moto_would_accept_are_refused_before_any_call(fault_proxy, 
     _, machine = _create(provider)
     provider.instances.terminate(machine.cloud_id)
 
-    with pytest.raises(ResourceError, match="cannot stop instance .* it is terminated"):
+    with pytest.raises(ResourceError, match=r"cannot stop instance .* it is terminated"):
         provider.instances.stop(machine.cloud_id)
-    with pytest.raises(ResourceError, match="cannot start instance .* it is terminated"):
+    with pytest.raises(ResourceError, match=r"cannot start instance .* it is terminated"):
         provider.instances.start(machine.cloud_id)
     assert fault_proxy.count("StopInstances") == 0 and fault_proxy.count("StartInstances") == 0
 
@@ -399,7 +400,7 @@ def test_wait_for_an_unreachable_state_fails_fast(aws):
 def test_data_volume_pins_the_zone_and_is_attached(aws):
     provider = make_provider()
     _, volume = provider.volumes.create(size_gb=10, zone="us-east-1c")
-    row, machine = _create(provider, data_volume=volume.id)
+    _, machine = _create(provider, data_volume=volume.id)
     assert machine.zone == "us-east-1c" and machine.state == "running"
     attached = provider.volumes.require(volume.id)
     assert attached.state == "in-use" and attached.attached_to == machine.cloud_id

@@ -72,6 +72,15 @@ def test_storage_configured_without_credentials_fails(no_aws: None, tmp_path: Pa
     assert checks["storage"]["status"] == "fail" and "s3://ckpts" in checks["storage"]["message"]
 
 
+def test_local_storage_round_trip(no_aws: None, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (tmp_path / ".runctl.toml").write_text(f'[storage]\nuri = "{store}"\n')
+    code, checks = doctor(cwd=tmp_path)
+    assert code == 0 and checks["storage"]["status"] == "ok"
+    assert checks["storage"]["message"] == f"{store} is writable and readable"
+    assert not list(store.rglob("*.json"))  # the probe object was removed
+
+
 def test_runpod_key_is_reported_present_but_never_shown(no_aws: None, tmp_path: Path) -> None:
     (tmp_path / ".runctl.toml").write_text('[runpod]\napi_key = "rp-secret-value-123"\n')
     result = run_cli("doctor", "--output", "json", cwd=tmp_path)

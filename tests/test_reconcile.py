@@ -37,7 +37,9 @@ def _tagged_instance(moto_url: str, tags: dict[str, str]) -> str:
         InstanceType="t3.micro",
         MinCount=1,
         MaxCount=1,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
     )
     return str(answer["Instances"][0]["InstanceId"])
 
@@ -129,7 +131,7 @@ def test_instance_terminated_outside_runctl_is_marked_gone(aws):
 
 def test_ledger_saying_gone_while_the_machine_runs_is_corrected(aws):
     provider = make_provider()
-    row, machine = _create(provider)
+    row, _ = _create(provider)
     provider.ledger.transition(row.id, "terminated", billable=False, detail="a lie")
 
     actions = _reconcile(provider)
@@ -141,7 +143,9 @@ def test_ledger_saying_gone_while_the_machine_runs_is_corrected(aws):
 def test_untracked_runctl_instances_are_adopted_but_other_users_are_only_reported(aws):
     provider = make_provider()
     mine = _tagged_instance(aws, {TAG_MANAGED: "true", TAG_RESOURCE: "r-lost0001", TAG_USER: current_user()})
-    theirs = _tagged_instance(aws, {TAG_MANAGED: "true", TAG_RESOURCE: "r-other001", TAG_USER: "someone-else"})
+    theirs = _tagged_instance(
+        aws, {TAG_MANAGED: "true", TAG_RESOURCE: "r-other001", TAG_USER: "someone-else"}
+    )
     _tagged_instance(aws, {"Name": "not runctl"})
 
     actions = {a.cloud_id: a.action for a in _reconcile(provider)}
@@ -186,7 +190,10 @@ def test_cleanup_releases_only_what_it_may(aws):
     assert plan[plain.id][0] == "release" and plan[scratch.id][0] == "release"
     assert plan[protected.id] == ("skip", "tagged runctl:protect=true")
     assert plan[kept.id] == ("skip", "persistent")
-    assert [i.resource.kind for i in items if i.action == "release"] == ["instance", "volume"]  # machines first
+    assert [i.resource.kind for i in items if i.action == "release"] == [
+        "instance",
+        "volume",
+    ]  # machines first
 
     done = run_cleanup(provider.lifecycle, items)
     outcomes = {i.resource.id: i.outcome for i in done}

@@ -42,7 +42,7 @@ def _seed(ledger: Ledger, tmp_path: Path) -> tuple[str, str]:
         rate_usd_per_hour=3.6,
     )
     for util in (10.0, 55.0, 97.0):
-        ledger.add_event(HEARTBEAT_EVENT, "heartbeat", job_id=running.id, data={"gpu_util": util})
+        ledger.add_event(HEARTBEAT_EVENT, "heartbeat", job_id=running.id, data={"gpu_percent": util})
     done = ledger.create_job(name="gpt", provider="local", script="t.py")
     ledger.finish_job(done.id, "succeeded", exit_code=0)
     return running.id, done.id

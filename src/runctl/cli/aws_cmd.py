@@ -250,7 +250,7 @@ def status(
         ids = [provider.resolve(instance, "instance")]
         provider.instances.require(ids[0])
     else:
-        ids = [i.id for i in provider.instances.list()]
+        ids = [i.id for i in provider.instances.list_instances()]
     found = [i for i in (provider.instances.sync(x) for x in ids) if i is not None]
     _show_instances([_instance_row(provider, i) for i in found], output)
 
@@ -281,7 +281,7 @@ def list_(
 ) -> None:
     """List runctl's instances as AWS reports them (read-only; 'status' also updates the ledger)."""
     provider = _provider(quiet=output is OutputFormat.json)
-    found = provider.instances.list(
+    found = provider.instances.list_instances(
         managed_only=not all_, states=None if all_ else ("pending", "running", "stopping", "stopped")
     )
     _show_instances([_instance_row(provider, i) for i in found], output)
@@ -436,7 +436,7 @@ def ebs_delete(
 def ebs_list(output: OutputOpt = OutputFormat.table) -> None:
     """List runctl's volumes and snapshots as AWS reports them."""
     provider = _provider(quiet=output is OutputFormat.json)
-    items = [*provider.volumes.list(), *provider.volumes.list_snapshots()]
+    items = [*provider.volumes.list_volumes(), *provider.volumes.list_snapshots()]
     rows = _volume_rows(provider, items)
     if output is OutputFormat.json:
         render.print_json(rows)

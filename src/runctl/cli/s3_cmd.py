@@ -180,6 +180,7 @@ def download(
     """Download an object, or everything under a prefix with --recursive."""
     from runctl.core.errors import NotFoundError
     from runctl.storage.sync import dir_prefix, download_tree
+    from runctl.storage.uri import safe_join
 
     source = _s3(src, "SRC", require_key=not recursive)
     destination = _local(dst, "DST", must_exist=False)
@@ -205,11 +206,8 @@ def download(
                     else "check the key: runctl s3 ls"
                 )
                 raise NotFoundError(f"SRC: {src} does not exist", hint=hint)
-            target = (
-                destination / source.name
-                if destination.is_dir() or dst.endswith(("/", "\\"))
-                else destination
-            )
+            into_dir = destination.is_dir() or dst.endswith(("/", "\\"))
+            target = safe_join(destination, source.name) if into_dir else destination
             started = time.monotonic()
             set_total(info.size)
             storage.download_files([(info, target)], progress=advance)

@@ -73,12 +73,15 @@ class S3Storage(Storage):
         return full[len(self.prefix) :]
 
     def check_bucket(self) -> None:
-        """Fail early, and clearly, when the bucket is missing or access is refused."""
+        """Fail early, and clearly, when the bucket is missing or access is refused.
+
+        Also learns the bucket's region, so requests are signed for it.
+        """
         if self._bucket_checked:
             return
         operation = f"check bucket s3://{self.bucket}"
         try:
-            session.call(self.client.head_bucket, operation=operation, Bucket=self.bucket)
+            head = session.call(self.client.head_bucket, operation=operation, Bucket=self.bucket)
         except NotFoundError:
             raise NotFoundError(
                 f"bucket s3://{self.bucket} does not exist",
@@ -95,6 +98,14 @@ class S3Storage(Storage):
                 resource_id=self.bucket,
             ) from None
         self._bucket_checked = True
+        region = head.get("BucketRegion") or head["ResponseMetadata"]["HTTPHeaders"].get(
+            "x-amz-bucket-region"
+        )
+        if region and self._region is None and region != self.client.meta.region_name:
+            # data requests are presigned: they must name the bucket's own region (boto3's calls
+            # would follow S3's redirect; a presigned URL cannot)
+            self._region = region
+            self._transfer = None
 
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
         full = self._key(key)

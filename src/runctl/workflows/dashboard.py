@@ -14,8 +14,9 @@ Decisions where the issue is silent:
   ledger's usage intervals, so it has history the moment ``top`` starts.
 * **GPU sparkline**: from heartbeats. A :data:`HeartbeatSource` is any function
   ``(ledger, job_id, since) -> [Heartbeat]``; the default, :func:`ledger_heartbeats`, reads
-  events of kind :data:`HEARTBEAT_EVENT` (``data = {"gpu_util": 0-100, "step": N}``) from the
-  ledger. An agent that stores heartbeats elsewhere passes its own source.
+  events of kind :data:`HEARTBEAT_EVENT` (``data = {"gpu_percent": 0-100, "step": N}``) from the
+  ledger (``gpu_percent`` as in the agent's ``status.json``). A source that samples the
+  agent's ``status.json`` in storage plugs in the same way.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def ledger_heartbeats(ledger: Ledger, job_id: str, since: float) -> list[Heartbe
     for event in ledger.events(job_id=job_id, limit=SERIES_POINTS * 10):
         if event.kind != HEARTBEAT_EVENT or event.ts < since:
             continue
-        gpu, step = event.data.get("gpu_util"), event.data.get("step")
+        gpu, step = event.data.get("gpu_percent"), event.data.get("step")
         beats.append(
             Heartbeat(
                 ts=event.ts,

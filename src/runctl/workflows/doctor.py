@@ -70,7 +70,7 @@ class Report:
     @property
     def exit_code(self) -> int:
         failed = [c for c in self.checks if c.status == "fail"]
-        if any(c.exit_code == ExitCode.CONFIG for c in failed):
+        if any(c.name == "config" for c in failed):
             return int(ExitCode.CONFIG)
         return int(ExitCode.FAILURE) if failed else int(ExitCode.OK)
 

@@ -210,7 +210,7 @@ class Volumes:
             return None
         return Snapshot.from_api(found[0]) if found else None
 
-    def list(self) -> list[Volume]:
+    def list_volumes(self) -> list[Volume]:
         """runctl's volumes in the region (root volumes of instances excluded), oldest first."""
         found = self.ctx.paginate(
             "describe_volumes",

@@ -238,7 +238,7 @@ class Instances:
             )
         return instance
 
-    def list(
+    def list_instances(
         self, *, managed_only: bool = True, states: tuple[str, ...] | None = ALIVE_STATES
     ) -> list[Instance]:
         """Instances in the region (runctl's only, by default), oldest first."""
@@ -273,7 +273,7 @@ class Instances:
     def check_guard(self, adding: int, *, allow: bool) -> None:
         """Refuse to pass ``aws.max_running_instances`` runctl instances without ``allow``."""
         limit = self.ctx.config.max_running_instances
-        active = len(self.list(states=("pending", "running")))
+        active = len(self.list_instances(states=("pending", "running")))
         if active + adding > limit and not allow:
             raise BudgetError(
                 f"{active} runctl instance(s) are already pending or running in {self.ctx.region}; "

@@ -231,7 +231,8 @@ class AwsProvider(ComputeProvider):
 
     def list_managed(self) -> list[ManagedResource]:
         """Every live runctl-tagged instance, volume and snapshot in the region."""
-        found = [*self.instances.list(), *self.volumes.list(), *self.volumes.list_snapshots()]
+        volumes = self.volumes
+        found = [*self.instances.list_instances(), *volumes.list_volumes(), *volumes.list_snapshots()]
         return [replace(f.managed(), region=self.ctx.region) for f in found]
 
     def rate_for(self, found: ManagedResource) -> pricing.Price:

@@ -111,6 +111,9 @@ def client(
                 read_timeout=timeout or 60,
                 user_agent_extra=f"runctl/{__version__}",
                 max_pool_connections=32,
+                # S3: SigV4 for presigned URLs too (botocore still presigns SigV2 in us-east-1,
+                # which buckets created since 2020 refuse)
+                signature_version="s3v4" if service == "s3" else None,
             )
             try:
                 _clients[key] = boto3.session.Session().client(
