@@ -87,7 +87,9 @@ def test_require_key() -> None:
     assert S3Uri("b", "runs/").join("c.pt") == S3Uri("b", "runs/c.pt")
 
 
-@pytest.mark.parametrize("key", ["../evil", "a/../../evil", "/etc/passwd", "a//b", "./a", "a/./b", "C:\\x", "a\x00b"])
+@pytest.mark.parametrize(
+    "key", ["../evil", "a/../../evil", "/etc/passwd", "a//b", "./a", "a/./b", "C:\\x", "a\x00b"]
+)
 def test_unsafe_keys_are_refused(key: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         safe_join(tmp_path, key)
@@ -211,7 +213,7 @@ def test_sync_round_trip_is_identical_and_idempotent(tmp_path: Path) -> None:
     again = upload_tree(source, store, "run/ckpt")
     assert again.transferred == [] and again.unchanged == len(FILES)
 
-    down = download_tree(store, "run/ckpt", tmp_path / "dst")
+    download_tree(store, "run/ckpt", tmp_path / "dst")
     assert read_tree(tmp_path / "dst") == FILES
     assert download_tree(store, "run/ckpt", tmp_path / "dst").transferred == []
 

@@ -17,7 +17,7 @@ from runctl.storage.base import Storage
 from runctl.storage.local import LocalStorage
 from runctl.storage.s3 import S3Storage
 from runctl.storage.sync import download_tree, upload_tree
-from runctl.storage.transfer import MiB, ChecksumMismatchError, TransferSettings
+from runctl.storage.transfer import ChecksumMismatchError, MiB, TransferSettings
 from tests.support.fault_proxy import Fault, FaultProxy, Request, s3_error
 
 BUCKET = "runctl-test"
@@ -157,7 +157,9 @@ def test_sync_idempotence_and_mtimes(store: S3Storage, tmp_path: Path) -> None:
     assert touched.stat().st_mtime > 1_000_000
 
 
-def test_traversal_keys_are_refused_before_anything_is_written(store: S3Storage, s3: object, tmp_path: Path) -> None:
+def test_traversal_keys_are_refused_before_anything_is_written(
+    store: S3Storage, s3: object, tmp_path: Path
+) -> None:
     s3.put_object(Bucket=BUCKET, Key="run/t/ok.txt", Body=b"ok")  # type: ignore[attr-defined]
     for evil in ("run/t/../../evil.txt", "run/t/a/../../../evil.txt", "run/t//abs.txt"):
         s3.put_object(Bucket=BUCKET, Key=evil, Body=b"evil")  # type: ignore[attr-defined]
@@ -185,7 +187,11 @@ def test_keep_last_n_on_s3(store: S3Storage, tmp_path: Path) -> None:
     assert [g.name for g in kept] == ["ckpt-00000300.pt"]
     assert [g.name for g in removed] == ["ckpt-00000100.pt", "ckpt-00000200.pt"]
     remaining = sorted(o.key for o in store.list("ckpt/"))
-    assert remaining == ["ckpt/.runctl-manifests/ckpt-00000300.pt.json", "ckpt/ckpt-00000300.pt", "ckpt/logs.txt"]
+    assert remaining == [
+        "ckpt/.runctl-manifests/ckpt-00000300.pt.json",
+        "ckpt/ckpt-00000300.pt",
+        "ckpt/logs.txt",
+    ]
     record = store.latest_checkpoint("ckpt")
     assert record is not None
     path = store.fetch_checkpoint(record, tmp_path / "restore")

@@ -120,7 +120,9 @@ class FaultProxy:
                 for key, value in response.getheaders():
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
+                # a HEAD answer has no body but keeps the object's Content-Length
+                length = response.getheader("Content-Length") if request.method == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(payload)))
                 self.end_headers()
                 if request.method != "HEAD":
                     self.wfile.write(payload)

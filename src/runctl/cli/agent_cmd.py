@@ -38,7 +38,7 @@ def run(
     from runctl.agent.imds import Imds
     from runctl.agent.runner import AgentOptions, run_agent
     from runctl.core.errors import UsageError
-    from runctl.storage.open import open_storage
+    from runctl.storage import open_storage
 
     if on_exit not in ("none", "stop", "terminate"):
         raise UsageError(f"--on-exit {on_exit!r} is not one of none, stop, terminate")

@@ -164,15 +164,18 @@ def create(
             render.print_json({**summary, "run_instances": plan.request["run_instances"]})
         else:
             tries = ", ".join(f"{c['market']}@{c['zone']}" for c in plan.request["candidates"])
-            render.info(f"plan: {spec.instance_type}, {render.usd(plan.rate_usd_per_hour)}/h; tries {tries}")
+            rate = plan.rate_usd_per_hour
+            shown = f"{render.usd(rate)}/h" if rate is not None else "unknown rate"
+            typer.echo(f"plan: {spec.instance_type}, {shown}; tries {tries}")
             for note in plan.notes:
-                render.info(f"note: {note}")
+                typer.echo(f"note: {note}")
         return
     if output is CreateOutput.table:
         first = plan.request["candidates"][0]
+        rate = plan.rate_usd_per_hour
         render.info(
-            f"creating {spec.instance_type} ({first['market']}, {first['zone']} first) at about "
-            f"{render.usd(plan.rate_usd_per_hour)}/h …"
+            f"creating {spec.instance_type} ({first['market']}, {first['zone']} first) at "
+            + (f"about {render.usd(rate)}/h …" if rate is not None else "an unknown rate …")
         )
         for note in plan.notes:
             render.info(f"note: {note}")

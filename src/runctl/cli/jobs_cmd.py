@@ -134,10 +134,24 @@ def logs(
 
     ledger = STATE.ledger()
     job = ledger.get_job(job_id)
+    out = sys.stdout.buffer
+    if job.storage_url:  # a remote job: its log is in storage, in chunks
+        from runctl.storage import open_storage
+        from runctl.workflows.jobs import follow_remote_log, remote_job_ended
+
+        storage = open_storage(job.storage_url, STATE.loaded().config.storage)
+
+        def remote_ended() -> bool:
+            current = ledger.get_job(job.id)
+            return current.is_final or remote_job_ended(storage, current)
+
+        for chunk in follow_remote_log(storage, until=remote_ended, follow=follow):
+            out.write(chunk)
+            out.flush()
+        return
     if not job.log_path:
         raise NotFoundError(f"job {job.id} has no log", hint="it may not have started")
     path = Path(job.log_path)
-    out = sys.stdout.buffer
     if not follow:
         if not path.exists():
             raise NotFoundError(

@@ -17,6 +17,7 @@ import typer
 
 from runctl import __version__
 from runctl.cli import (
+    agent_cmd,
     aws_cmd,
     checkpoint_cmd,
     config_cmd,
@@ -28,6 +29,7 @@ from runctl.cli import (
     runpod_cmd,
     s3_cmd,
     top_cmd,
+    train_cmd,
 )
 from runctl.cli.state import STATE
 
@@ -37,6 +39,7 @@ app = typer.Typer(
     "lost, every dollar is visible.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=True,
 )
@@ -107,6 +110,10 @@ app.add_typer(runpod_cmd.app, name="runpod")
 app.add_typer(aws_cmd.app, name="aws")
 app.add_typer(resources_cmd.app, name="resources")
 app.add_typer(s3_cmd.app, name="s3")
+aws_cmd.app.command("train")(train_cmd.aws_train)
+app.add_typer(train_cmd.workflow_app, name="workflow")
+jobs_cmd.app.command("wait")(train_cmd.jobs_wait)
+app.add_typer(agent_cmd.app, name="agent")
 
 
 def main(argv: list[str] | None = None) -> None:

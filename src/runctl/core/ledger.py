@@ -125,6 +125,10 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX events_job ON events(job_id, id);
     """,
+    # 2: remote jobs keep their checkpoints, logs and status in storage, not on this machine
+    """
+    ALTER TABLE jobs ADD COLUMN storage_url TEXT;
+    """,
 )
 
 
@@ -157,6 +161,7 @@ class Job:
     runner_pid: int | None
     host: str | None
     cancel_requested: bool
+    storage_url: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -425,6 +430,8 @@ class Ledger:
             "detail",
             "log_path",
             "checkpoint_dir",
+            "attempt",
+            "storage_url",
             "cancel_requested",
         }
     )

@@ -20,6 +20,7 @@ from runctl.core.ledger import Job, Ledger
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.shutdown import pid_alive
 from runctl.providers.local import LocalProvider
+from runctl.storage.base import Storage
 
 
 def cancel_job(ledger: Ledger, job_id: str, *, wait: float = 60.0) -> Job:
@@ -71,3 +72,29 @@ def follow_log(
                     yield rest
                 return
             time.sleep(poll)
+
+
+def follow_remote_log(
+    storage: Storage, *, until: Callable[[], bool], poll: float = 2.0, follow: bool = True
+) -> Iterator[bytes]:
+    """Yield a remote job's log from its storage chunks; with ``follow``, until ``until()``."""
+    from runctl.agent.sync import read_log
+
+    last: str | None = None
+    while True:
+        done = not follow or until()  # decided before reading, so the last chunk is never missed
+        data, last = read_log(storage, after=last)
+        if data:
+            yield data
+        if done:
+            return
+        time.sleep(poll)
+
+
+def remote_job_ended(storage: Storage, job: Job) -> bool:
+    """Whether the agent reported a final state for the job's current attempt."""
+    from runctl.agent.sync import STATUS_KEY
+    from runctl.workflows.remote import AGENT_STATES_FINAL
+
+    status = storage.read_json(STATUS_KEY) or {}
+    return status.get("attempt") == job.attempt and status.get("state") in AGENT_STATES_FINAL

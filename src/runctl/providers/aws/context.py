@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from runctl.core.config import AwsConfig
-from runctl.core.errors import ResourceError, RunctlError, ValidationError
+from runctl.core.errors import ConfigError, ResourceError, RunctlError, ValidationError
 from runctl.core.ledger import Resource
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.retry import RetryPolicy
@@ -195,7 +195,15 @@ class AwsContext:
     def region(self) -> str:
         """The configured region, else boto3's (AWS_REGION, ~/.aws/config)."""
         if self._region is None:
-            self._region = str(session.client("ec2").meta.region_name)
+            import boto3
+
+            self._region = boto3.session.Session().region_name
+            if not self._region:
+                raise ConfigError(
+                    "no AWS region is configured",
+                    key="aws.region",
+                    hint="set [aws] region in .runctl.toml, or AWS_REGION in the environment",
+                )
         return self._region
 
     def client(self, service: str = "ec2") -> Any:

@@ -329,7 +329,7 @@ class Instances:
         first = candidates[0]
         rate = spot_rates[first["zone"]] if first["market"] == "spot" else on_demand
         notes = [f"image {ami.image_id} ({ami.name}) from {ami.source}", *ami.notes]
-        notes += [p for p in {rate.note, on_demand.note} if p]
+        notes += [p for p in dict.fromkeys((rate.note, on_demand.note)) if p]
         if spec.spot and fallback:
             notes.append("falls back to on-demand if no zone has spot capacity")
         return LaunchPlan(

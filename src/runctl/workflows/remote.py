@@ -1,0 +1,463 @@
+"""Remote training, provider-neutral: create → sync code → start the agent → wait → collect →
+release, with auto-resume after preemptions and restarts after failures.
+
+The controller never needs a shell on the machine: it reads the job's ``status.json``, log
+chunks and checkpoints from storage (:mod:`runctl.agent.sync` has the layout) and the machine's
+state from the provider's API. One job keeps one id over all its attempts; every attempt's
+machine is a ledger resource of the job.
+
+Outcomes (the job's final ledger state; a final state is never overwritten by a later cleanup
+error):
+
+* ``succeeded`` / ``failed`` — the script's exit code, from the agent's final status;
+* ``preempted`` — the agent saw a spot notice or an OS shutdown, *or* the machine vanished
+  (terminated, stopped) while the job was running;
+* ``no_capacity`` — no zone or market could place the machine;
+* ``failed_setup`` — the code bundle or the agent could not be set up;
+* ``failed_precheck`` — config, credentials or input refused before anything was created
+  (never retried);
+* ``cancelled`` — the user stopped it (``--on-interrupt stop|terminate``).
+
+Auto-resume (``--auto-resume``): on ``preempted`` a replacement of the same type and market is
+launched and the agent resumes from the latest complete checkpoint in storage (attempt + 1);
+after ``max_preemptions`` spot preemptions the replacement is on-demand. ``max_restarts``
+allows re-running after a code failure (``failed``), on the same machine when it is still up.
+
+Ctrl-C on the controller (``on_interrupt``): ``detach`` (default) leaves the job running and
+prints how to reattach (``runctl jobs wait JOB``); ``stop`` / ``terminate`` stop or terminate the
+machine — the agent gets SIGTERM from the OS shutdown and saves — and record ``cancelled``.
+
+The agent is started detached (``setsid nohup``) so the provider's command channel (SSM's
+execution timeout, a pod's start command) never bounds the job; if ``runctl`` is missing on the
+machine the start script installs the same version with pip (``RUNCTL_AGENT_PIP_SPEC``
+overrides what is installed, e.g. a wheel URL).
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from runctl import __version__
+from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log
+from runctl.core.config import Config
+from runctl.core.errors import (
+    AuthError,
+    CapacityError,
+    ConfigError,
+    ExitCode,
+    QuotaError,
+    RetryExhaustedError,
+    RunctlError,
+    ValidationError,
+)
+from runctl.core.ledger import Job, Ledger, Resource
+from runctl.providers.base import ComputeProvider, Machine, MachineSpec
+from runctl.storage import Storage, open_storage
+from runctl.workflows.bundle import build_bundle
+from runctl.workflows.local import validate_name
+
+OnInterrupt = Literal["detach", "stop", "terminate"]
+AGENT_STATES_FINAL = frozenset({"succeeded", "failed", "preempted", "cancelled", "timed_out", "failed_setup"})
+GONE_MACHINE_STATES = frozenset({"terminated", "shutting-down", "stopping", "stopped", "exited", "gone"})
+PRECHECK_ERRORS = (ConfigError, AuthError, QuotaError, ValidationError)
+
+START_SCRIPT = (
+    'set -eu; cd "${HOME:-/root}"; mkdir -p "$RUNCTL_AGENT_HOME"; cd "$RUNCTL_AGENT_HOME"; '
+    'command -v runctl >/dev/null 2>&1 || python3 -m pip install --quiet "$RUNCTL_AGENT_PIP_SPEC"; '
+    'setsid nohup "$@" >agent.log 2>&1 </dev/null & echo $! >agent.pid'
+)
+
+
+@dataclass
+class RemoteTrain:
+    """What to train where. ``machine`` reuses an existing machine; else ``spec`` creates one."""
+
+    script: str
+    args: list[str] = field(default_factory=list)
+    name: str | None = None
+    project_dir: Path = Path(".")
+    sync_code: bool = True
+    machine: str | None = None
+    spec: MachineSpec | None = None
+    wait: bool = True
+    auto_resume: bool = False
+    max_restarts: int = 0
+    max_preemptions: int = 3
+    on_interrupt: OnInterrupt = "detach"
+    grace_period: float = 30.0
+    max_duration: float | None = None
+    keep_last_n: int | None = None
+    heartbeat: float = 5.0
+    keep_machine: bool = False
+    release_at_end: bool = False
+    outputs_to: Path | None = None
+    poll_interval: float = 5.0
+    env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
+
+
+@dataclass
+class RemoteResult:
+    job: Job
+    exit_code: int
+
+
+def remote_storage_root(config: Config) -> str:
+    """Where remote jobs keep their files: ``[storage] uri``, else ``s3://[aws] s3_bucket/…``."""
+    uri = config.storage.uri or (
+        f"s3://{config.aws.s3_bucket}/{config.aws.s3_prefix.strip('/')}" if config.aws.s3_bucket else None
+    )
+    if uri is None or not uri.startswith("s3://"):
+        raise ConfigError(
+            "remote training needs storage the machine can reach (an S3 or S3-compatible bucket)",
+            key="storage.uri",
+            hint='set [storage] uri = "s3://BUCKET/PREFIX" (or [aws] s3_bucket) in .runctl.toml',
+        )
+    return uri.rstrip("/")
+
+
+def job_storage(config: Config, job_id: str) -> Storage:
+    return open_storage(f"{remote_storage_root(config)}/jobs/{job_id}", config.storage)
+
+
+def agent_argv(job: Job, request: RemoteTrain, storage_url: str, *, attempt: int) -> list[str]:
+    """The command the machine runs: the agent, with every user argument as its own argv item."""
+    argv = [
+        "runctl",
+        "agent",
+        "run",
+        "--job-id",
+        job.id,
+        "--storage",
+        storage_url,
+        "--name",
+        job.name,
+        "--attempt",
+        str(attempt),
+        "--grace-period",
+        f"{request.grace_period}s",
+        "--heartbeat",
+        f"{request.heartbeat}s",
+        "--watch-spot",
+        "--on-exit",
+        "none" if request.keep_machine else "terminate",
+    ]
+    if request.max_duration:
+        argv += ["--max-duration", f"{request.max_duration}s"]
+    if request.keep_last_n:
+        argv += ["--keep-last-n", str(request.keep_last_n)]
+    return [*argv, "--", request.script, *request.args]
+
+
+def start_command(
+    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
+) -> tuple[list[str], dict[str, str]]:
+    """argv and env for the provider's ``start``: install if needed, then the agent, detached."""
+    env = {
+        "RUNCTL_AGENT_HOME": f"runctl/{job.id}/attempt-{attempt}",  # relative to $HOME
+        "RUNCTL_AGENT_PIP_SPEC": f"runctl=={__version__}",
+        **request.env,
+    }
+    return [
+        "sh",
+        "-c",
+        START_SCRIPT,
+        "runctl-start",
+        *agent_argv(job, request, storage_url, attempt=attempt),
+    ], env
+
+
+class RemoteTrainer:
+    """Drives one remote job through its attempts (see the module docstring)."""
+
+    def __init__(
+        self,
+        provider: ComputeProvider,
+        ledger: Ledger,
+        config: Config,
+        *,
+        echo: BinaryIO | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.ledger = ledger
+        self.config = config
+        self.echo = echo
+        self.say = say or (lambda text: None)
+        self._interrupted: int | None = None
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def submit(self, request: RemoteTrain) -> Job:
+        """Record the job, upload the code, get a machine, start the agent. Returns the job."""
+        name = validate_name(request.name or Path(request.script).stem)
+        storage_root = remote_storage_root(self.config)
+        if request.machine is None and request.spec is None:
+            raise ValidationError("give a machine to use or a machine spec to create")
+        plan = self.provider.plan(request.spec) if request.machine is None else None  # precheck
+        job = self.ledger.create_job(
+            name=name,
+            provider=self.provider.name,
+            script=request.script,
+            args=request.args,
+            workdir=str(request.project_dir.resolve()),
+        )
+        storage_url = f"{storage_root}/jobs/{job.id}"
+        self.ledger.update_job(job.id, storage_url=storage_url)
+        storage = job_storage(self.config, job.id)
+        try:
+            if request.sync_code:
+                with tempfile.TemporaryDirectory() as tmp:
+                    bundle = build_bundle(
+                        request.project_dir, Path(tmp) / CODE_KEY, must_contain=request.script
+                    )
+                    storage.put_file(CODE_KEY, bundle)
+            machine = self._machine(request, job, plan)
+            self._start(machine, job, request, storage_url, attempt=1)
+        except CapacityError as exc:
+            self.ledger.finish_job(job.id, "no_capacity", detail=str(exc), exit_code=int(exc.exit_code))
+            raise
+        except PRECHECK_ERRORS as exc:
+            self.ledger.finish_job(job.id, "failed_precheck", detail=str(exc), exit_code=int(exc.exit_code))
+            raise
+        except RunctlError as exc:
+            self._cleanup(job.id)
+            self.ledger.finish_job(job.id, "failed_setup", detail=str(exc), exit_code=int(exc.exit_code))
+            raise
+        self.ledger.update_job(job.id, state="running", started_at=time.time())
+        return self.ledger.get_job(job.id)
+
+    def _machine(self, request: RemoteTrain, job: Job, plan: Any) -> Machine:
+        if plan is not None:
+            machines = self.provider.apply(plan, job_id=job.id)
+            self.say(f"machine {machines[0].cloud_id} ({machines[0].zone or ''}) for job {job.id}")
+            return machines[0]
+        resource = self._resource_for(request.machine or "")
+        return Machine(
+            resource_id=resource.id,
+            cloud_id=resource.cloud_id or "",
+            state=resource.state,
+            zone=resource.zone,
+        )
+
+    def _resource_for(self, ref: str) -> Resource:
+        for resource in self.ledger.list_resources(provider=self.provider.name, include_gone=False):
+            if ref in (resource.id, resource.cloud_id):
+                return resource
+        raise ValidationError(
+            f"{ref} is not a live {self.provider.name} machine in runctl's ledger",
+            hint=f"create one with 'runctl {self.provider.name} create', or omit it to create one",
+        )
+
+    def _start(
+        self, machine: Machine, job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
+    ) -> None:
+        argv, env = start_command(job, request, storage_url, attempt=attempt)
+        handle = self.provider.start(machine, argv, env)
+        self.ledger.add_event(
+            "job.attempt",
+            f"attempt {attempt} started on {machine.cloud_id}",
+            job_id=job.id,
+            resource_id=machine.resource_id,
+            data={"attempt": attempt, "handle": handle},
+        )
+
+    # -- wait ----------------------------------------------------------------------------------
+
+    def wait(self, job_id: str, request: RemoteTrain) -> RemoteResult:
+        """Follow the job to its end, resuming and restarting as allowed; returns the outcome."""
+        job = self.ledger.get_job(job_id)
+        storage = job_storage(self.config, job.id)
+        preemptions = restarts = 0
+        spec = request.spec
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while True:
+                state, status = self._follow_attempt(job, storage, request)
+                if state is None:  # interrupted on the controller
+                    return self._interrupt(job, request)
+                machine = self._current_machine(job.id)
+                if state == "preempted" and request.auto_resume and spec is not None:
+                    preemptions += 1
+                    if spec.spot and preemptions > request.max_preemptions:
+                        self.say(f"{preemptions - 1} preemptions: the next machine is on-demand")
+                        spec = replace(spec, spot=False)
+                    job = self._next_attempt(job, request, spec, reason="preempted")
+                    continue
+                if state == "failed" and restarts < request.max_restarts:
+                    restarts += 1
+                    job = self._next_attempt(job, request, spec, reason="failed", machine=machine)
+                    continue
+                return self._finish(job, request, state, status)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._interrupted = signum
+
+    def _follow_attempt(
+        self, job: Job, storage: Storage, request: RemoteTrain
+    ) -> tuple[str | None, dict[str, Any]]:
+        last_chunk: str | None = None
+        while True:
+            if self._interrupted is not None:
+                return None, {}
+            status = self._read_status(storage)
+            if self.echo is not None:
+                data, last_chunk = self._read_new_log(storage, last_chunk)
+                if data:
+                    self.echo.write(data)
+                    self.echo.flush()
+            attempt_status = status if status.get("attempt") == job.attempt else {}
+            if attempt_status.get("state") in AGENT_STATES_FINAL:
+                return str(attempt_status["state"]), attempt_status
+            machine_state = self._machine_state(job.id)
+            if machine_state is None or machine_state in GONE_MACHINE_STATES:
+                # one more look: the agent may have written its final status just before
+                status = self._read_status(storage)
+                if status.get("attempt") == job.attempt and status.get("state") in AGENT_STATES_FINAL:
+                    return str(status["state"]), status
+                detail = f"machine {machine_state or 'gone'} while the job was running"
+                self.ledger.add_event("job.preempted", detail, job_id=job.id)
+                return "preempted", {"detail": detail}
+            time.sleep(request.poll_interval)
+
+    @staticmethod
+    def _read_status(storage: Storage) -> dict[str, Any]:
+        try:
+            return storage.read_json(STATUS_KEY) or {}
+        except RunctlError:
+            return {}
+
+    @staticmethod
+    def _read_new_log(storage: Storage, after: str | None) -> tuple[bytes, str | None]:
+        try:
+            return read_log(storage, after=after)
+        except RunctlError:
+            return b"", after
+
+    def _current_machine(self, job_id: str) -> Resource | None:
+        live = [
+            r
+            for r in self.ledger.list_resources(job_id=job_id, include_gone=False)
+            if r.kind in ("instance", "pod")
+        ]
+        return live[-1] if live else None
+
+    def _machine_state(self, job_id: str) -> str | None:
+        machine = self._current_machine(job_id)
+        if machine is None:
+            return None
+        try:
+            return self.provider.lookup(machine)
+        except (RetryExhaustedError, CapacityError):
+            return machine.state  # the API is struggling: assume unchanged, look again later
+
+    def _next_attempt(
+        self,
+        job: Job,
+        request: RemoteTrain,
+        spec: MachineSpec | None,
+        *,
+        reason: str,
+        machine: Resource | None = None,
+    ) -> Job:
+        attempt = job.attempt + 1
+        self.say(f"job {job.id} {reason}: starting attempt {attempt} from the latest checkpoint")
+        self.ledger.update_job(job.id, attempt=attempt)
+        job = self.ledger.get_job(job.id)
+        target: Machine | None = None
+        if machine is not None and self.provider.lookup(machine) == "running":
+            target = Machine(
+                resource_id=machine.id, cloud_id=machine.cloud_id or "", state="running", zone=machine.zone
+            )
+        else:
+            for old in self.ledger.list_resources(job_id=job.id, include_gone=False):
+                if old.kind in ("instance", "pod") and not old.persistent:
+                    self._release_quietly(old)
+            if spec is None:
+                raise ValidationError("the job's machine is gone and no spec was given to replace it")
+            target = self.provider.apply(self.provider.plan(spec), job_id=job.id)[0]
+        self._start(target, job, request, job.storage_url or "", attempt=attempt)
+        return job
+
+    # -- end -----------------------------------------------------------------------------------
+
+    def _finish(self, job: Job, request: RemoteTrain, state: str, status: dict[str, Any]) -> RemoteResult:
+        exit_code = status.get("exit_code")
+        if exit_code is None:
+            exit_code = 0 if state == "succeeded" else int(ExitCode.FAILURE)
+        last = status.get("last_checkpoint") or {}
+        if request.outputs_to is not None:
+            self._download_outputs(job, request.outputs_to)
+        self.ledger.finish_job(
+            job.id,
+            state,
+            exit_code=int(exit_code),
+            detail=status.get("detail"),
+            last_checkpoint=last.get("name"),
+        )
+        if request.release_at_end or not request.keep_machine:
+            self._cleanup(job.id)
+        return RemoteResult(self.ledger.get_job(job.id), int(exit_code))
+
+    def _download_outputs(self, job: Job, destination: Path) -> None:
+        storage = job_storage(self.config, job.id)
+        pairs = [(o, destination / o.key.removeprefix("outputs/")) for o in storage.list("outputs/")]
+        if pairs:
+            storage.download_files(pairs)
+            self.say(f"outputs of {job.id} downloaded to {destination}")
+
+    def _interrupt(self, job: Job, request: RemoteTrain) -> RemoteResult:
+        signum = self._interrupted or signal.SIGINT
+        if request.on_interrupt == "detach":
+            self.say(
+                f"detached; job {job.id} keeps running. Reattach: runctl jobs wait {job.id}; "
+                f"logs: runctl logs {job.id} --follow"
+            )
+            return RemoteResult(job, 128 + signum)
+        machine = self._current_machine(job.id)
+        if machine is not None:
+            if request.on_interrupt == "terminate":
+                self._release_quietly(machine)
+            else:
+                self._stop_quietly(machine)
+        self.ledger.finish_job(
+            job.id,
+            "cancelled",
+            exit_code=128 + signum,
+            detail=f"Ctrl-C on the controller: machine {request.on_interrupt}ped",
+        )
+        return RemoteResult(self.ledger.get_job(job.id), 128 + signum)
+
+    def _stop_quietly(self, machine: Resource) -> None:
+        stop = getattr(self.provider, "stop_machine", None)
+        if stop is None:
+            self._release_quietly(machine)
+            return
+        try:
+            stop(machine)
+        except RunctlError as exc:
+            self.say(f"could not stop {machine.cloud_id}: {exc}")
+
+    def _release_quietly(self, machine: Resource) -> None:
+        from runctl.core.lifecycle import Lifecycle
+
+        try:
+            Lifecycle(self.ledger, {self.provider.name: self.provider}).release(machine)
+        except RunctlError as exc:
+            self.say(f"could not release {machine.cloud_id}: {exc} (still recorded as live)")
+
+    def _cleanup(self, job_id: str) -> None:
+        from runctl.core.lifecycle import Lifecycle
+
+        try:
+            Lifecycle(self.ledger, {self.provider.name: self.provider}).cleanup_on_failure(job_id)
+        except RunctlError as exc:
+            self.say(str(exc))

@@ -1,0 +1,154 @@
+"""The machine simulator: plays the EC2 machines of a moto server for end-to-end tests.
+
+It polls moto's SSM command list (``send_command`` is recorded there and runs nothing) and runs
+each new command *exactly as sent* with ``bash`` in a temporary "machine root" (its ``$HOME``),
+with the AWS endpoint pointed at moto and the IMDS endpoint at a fake IMDSv2 server of that
+machine (instance id, zone, spot notices under the test's control). moto lists every instance
+of the region in a command's ``InstanceIds``, so the command is matched to its machine through
+the ``runctl <ledger id>`` comment and the instance's ``runctl:resource`` tag.
+
+When an instance leaves ``running`` in moto (terminated or stopped through the API — by the
+test, the controller or the agent's own dead-man switch), its processes get SIGTERM, as an OS
+shutdown would send, then SIGKILL two seconds later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.fake_imds import FakeImds
+
+
+@dataclass
+class SimMachine:
+    instance_id: str
+    root: Path
+    imds: FakeImds
+    commands: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    down: bool = False
+
+    def agent_pids(self) -> list[int]:
+        pids = []
+        for pid_file in self.root.rglob("agent.pid"):
+            with contextlib.suppress(ValueError, OSError):
+                pids.append(int(pid_file.read_text().strip()))
+        return pids
+
+    def agent_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.root.rglob("agent.log")))
+
+    def signal_agents(self, sig: int) -> None:
+        for pid in self.agent_pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+
+
+class MachineSimulator:
+    def __init__(self, root: Path, endpoint: str, region: str = "us-east-1") -> None:
+        import boto3
+
+        self.root = root
+        self.endpoint = endpoint
+        self.region = region
+        self.ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint)
+        self.ssm = boto3.client("ssm", region_name=region, endpoint_url=endpoint)
+        self.machines: dict[str, SimMachine] = {}
+        self.seen: set[str] = set()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._run_new_commands()
+                self._shut_down_gone_machines()
+            except Exception as exc:  # keep simulating; the test reads .errors
+                self.errors.append(repr(exc))
+            self._stop.wait(0.2)
+
+    def _instance_for(self, comment: str) -> dict | None:
+        ledger_id = comment.removeprefix("runctl ").strip()
+        found = self.ec2.describe_instances(Filters=[{"Name": "tag:runctl:resource", "Values": [ledger_id]}])
+        for reservation in found["Reservations"]:
+            for instance in reservation["Instances"]:
+                return instance
+        return None
+
+    def machine(self, instance_id: str, zone: str = "us-east-1a") -> SimMachine:
+        if instance_id not in self.machines:
+            root = self.root / instance_id
+            root.mkdir(parents=True, exist_ok=True)
+            self.machines[instance_id] = SimMachine(
+                instance_id, root, FakeImds(instance_id=instance_id, region=self.region, zone=zone)
+            )
+        return self.machines[instance_id]
+
+    def _run_new_commands(self) -> None:
+        for command in self.ssm.list_commands()["Commands"]:
+            if command["CommandId"] in self.seen:
+                continue
+            self.seen.add(command["CommandId"])
+            instance = self._instance_for(command.get("Comment", ""))
+            if instance is None or instance["State"]["Name"] != "running":
+                continue
+            machine = self.machine(instance["InstanceId"], instance["Placement"]["AvailabilityZone"])
+            script = "\n".join(command["Parameters"]["commands"])
+            env = {
+                **os.environ,
+                "HOME": str(machine.root),
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+                "RUNCTL_IMDS_ENDPOINT": machine.imds.url,
+                "RUNCTL_STATE_DIR": str(machine.root / ".runctl-state"),
+            }
+            machine.commands.append(
+                subprocess.Popen(
+                    ["bash", "-c", script],
+                    env=env,
+                    cwd=machine.root,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    def _shut_down_gone_machines(self) -> None:
+        live = [m for m in self.machines.values() if not m.down]
+        if not live:
+            return
+        described = self.ec2.describe_instances(InstanceIds=[m.instance_id for m in live])
+        states = {
+            i["InstanceId"]: i["State"]["Name"] for r in described["Reservations"] for i in r["Instances"]
+        }
+        for machine in live:
+            if states.get(machine.instance_id, "terminated") != "running":
+                machine.down = True
+                machine.signal_agents(signal.SIGTERM)
+                threading.Timer(2.0, machine.signal_agents, args=(signal.SIGKILL,)).start()
+
+    def wait_for_agent(self, timeout: float = 30) -> SimMachine:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for machine in self.machines.values():
+                if machine.agent_pids():
+                    return machine
+            time.sleep(0.1)
+        raise AssertionError(f"no agent started within {timeout}s; simulator errors: {self.errors}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for machine in self.machines.values():
+            machine.signal_agents(signal.SIGKILL)
+            machine.imds.close()

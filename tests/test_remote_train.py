@@ -1,0 +1,278 @@
+"""Remote training end to end on EC2: the controller (runctl CLI) against a moto server, the
+machine simulator running exactly the SSM command the controller sent, the agent syncing to
+S3 on moto, and a fake IMDS per machine for spot notices."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import run_cli
+from tests.support.machine_sim import MachineSimulator
+
+TRAIN = """
+import os, sys, time
+from pathlib import Path
+from runctl import Checkpointer
+
+steps, sleep = int(sys.argv[1]), float(sys.argv[2])
+print("argv:", sys.argv[3:], flush=True)
+ckpt = Checkpointer()
+state = ckpt.load() or {"step": 0}
+if state["step"]:
+    print(f"resumed from step {state['step']}", flush=True)
+step = state["step"]
+while step < steps:
+    step += 1
+    stop = ckpt.stop_requested
+    if step % 10 == 0 or stop:
+        ckpt.save({"step": step}, step)
+    if stop:
+        print(f"stopped at step {step}", flush=True)
+        sys.exit(0)
+    time.sleep(sleep)
+out = Path(os.environ["RUNCTL_OUTPUT_DIR"])
+(out / "result.txt").write_text(f"trained {step} steps\\n")
+print(f"done: step={step}", flush=True)
+sys.exit(int(os.environ.get("EXIT_CODE", "0")))
+"""
+
+
+@pytest.fixture
+def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MachineSimulator]:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="runs")
+    monkeypatch.setenv("RUNCTL_STORAGE__URI", "s3://runs/runctl")
+    monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
+    sim = MachineSimulator(tmp_path / "machines", aws)
+    yield sim
+    sim.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "train.py").write_text(TRAIN)
+    return root
+
+
+def instances(state: str | None = None) -> list[dict]:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    found = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    return [i for i in found if state is None or i["State"]["Name"] == state]
+
+
+def controller(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runctl", *args],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_workflow_train_runs_collects_outputs_and_terminates(
+    cloud: MachineSimulator, project: Path, tmp_path: Path
+) -> None:
+    hostile = ["'; rm -rf ~'", 'quote"s', "new\nline", "$HOME", "*"]
+    out = tmp_path / "outputs"
+    result = run_cli(
+        "workflow",
+        "train",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "--poll-interval",
+        "0.3s",
+        "--output-dir",
+        str(out),
+        "-o",
+        "json",
+        "--",
+        "30",
+        "0.01",
+        *hostile,
+        cwd=project,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "succeeded" and job["exit_code"] == 0
+    assert (out / "result.txt").read_text() == "trained 30 steps\n"
+    assert all(i["State"]["Name"] == "terminated" for i in instances())  # nothing left billing
+    log = run_cli("logs", job["id"]).stdout
+    assert f"argv: {hostile!r}" in log  # hostile arguments arrived unchanged as argv
+    machine = next(iter(cloud.machines.values()))
+    assert not (machine.root.parent / "escaped").exists()
+
+
+def test_a_failing_script_is_failed_not_resumed(cloud: MachineSimulator, project: Path) -> None:
+    (project / "fail.py").write_text("import sys; print('boom'); sys.exit(3)\n")
+    result = run_cli(
+        "workflow",
+        "train",
+        "fail.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "--auto-resume",
+        "--poll-interval",
+        "0.3s",
+        "-o",
+        "json",
+        cwd=project,
+        timeout=180,
+    )
+    assert result.returncode == 3, result.stderr
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "failed" and job["attempt"] == 1
+    assert not instances("running")
+
+
+def test_spot_notice_then_auto_resume_on_a_new_machine(cloud: MachineSimulator, project: Path) -> None:
+    proc = controller(
+        "workflow",
+        "train",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "--spot",
+        "--auto-resume",
+        "--poll-interval",
+        "0.3s",
+        "-o",
+        "json",
+        "--",
+        "200",
+        "0.05",
+        cwd=project,
+    )
+    try:
+        first = cloud.wait_for_agent(timeout=60)
+        time.sleep(2)  # let it train and save a few periodic checkpoints
+        first.imds.schedule_interruption(in_seconds=60)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr + str(cloud.errors)
+    job = json.loads(stdout)["job"]
+    assert job["state"] == "succeeded" and job["attempt"] == 2
+    log = run_cli("logs", job["id"]).stdout
+    stopped = int(log.split("stopped at step ")[1].split()[0])
+    assert f"resumed from step {stopped}" in log  # nothing lost: resumed exactly where it stopped
+    assert len(instances()) == 2 and not instances("running")  # one machine per attempt, both gone
+    shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
+    assert len([r for r in shown["resources"] if r["kind"] == "instance"]) == 2
+
+
+def test_a_machine_that_vanishes_is_preempted(cloud: MachineSimulator, project: Path) -> None:
+    proc = controller(
+        "aws",
+        "train",
+        "new",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "--wait",
+        "--poll-interval",
+        "0.3s",
+        "-o",
+        "json",
+        "--",
+        "1000",
+        "0.05",
+        cwd=project,
+    )
+    try:
+        machine = cloud.wait_for_agent(timeout=60)
+        time.sleep(1)
+        boto3.client("ec2", region_name="us-east-1").terminate_instances(InstanceIds=[machine.instance_id])
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    job = json.loads(stdout)["job"]
+    assert job["state"] == "preempted", stderr
+
+
+def test_ctrl_c_detach_leaves_the_job_running_and_reattach_follows_it(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    proc = controller(
+        "aws",
+        "train",
+        "new",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "--wait",
+        "--poll-interval",
+        "0.3s",
+        "--",
+        "60",
+        "0.05",
+        cwd=project,
+    )
+    cloud.wait_for_agent(timeout=60)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "runctl jobs wait" in stderr
+    assert instances("running")  # detach: the machine and the job go on
+    job_id = stderr.split("runctl jobs wait ")[1].split(";")[0].split()[0]
+    waited = run_cli("jobs", "wait", job_id, "--poll-interval", "0.3s", "-o", "json", timeout=120)
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["job"]["state"] == "succeeded"
+    assert not instances("running")
+
+
+def test_ctrl_c_terminate_cancels_and_releases(cloud: MachineSimulator, project: Path) -> None:
+    proc = controller(
+        "aws",
+        "train",
+        "new",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "--wait",
+        "--on-interrupt",
+        "terminate",
+        "--poll-interval",
+        "0.3s",
+        "-o",
+        "json",
+        "--",
+        "1000",
+        "0.05",
+        cwd=project,
+    )
+    cloud.wait_for_agent(timeout=60)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert json.loads(stdout)["job"]["state"] == "cancelled"
+    assert not instances("running")
+
+
+def test_without_reachable_storage_nothing_is_created(aws: str, project: Path) -> None:
+    result = run_cli("workflow", "train", "train.py", "--project-dir", str(project), cwd=project)
+    assert result.returncode == 78 and "[storage] uri" in result.stderr
+    assert instances() == []
