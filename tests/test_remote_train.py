@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from tests.conftest import run_cli
+from tests.support.fault_proxy import FaultProxy, ec2_error
 from tests.support.machine_sim import MachineSimulator
 
 TRAIN = """
@@ -275,4 +276,66 @@ def test_ctrl_c_terminate_cancels_and_releases(cloud: MachineSimulator, project:
 def test_without_reachable_storage_nothing_is_created(aws: str, project: Path) -> None:
     result = run_cli("workflow", "train", "train.py", "--project-dir", str(project), cwd=project)
     assert result.returncode == 78 and "[storage] uri" in result.stderr
+    assert instances() == []
+
+
+def test_without_a_controller_the_agent_terminates_its_own_machine(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    started = run_cli(
+        "aws",
+        "train",
+        "new",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "-o",
+        "json",
+        "--",
+        "20",
+        "0.01",
+        cwd=project,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    job_id = json.loads(started.stdout)["job"]["id"]  # the controller is gone from here on
+    deadline = time.monotonic() + 90
+    while instances("running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not instances("running")  # the dead-man switch: the agent terminated its own machine
+    shown = json.loads(run_cli("jobs", "show", job_id, "-o", "json").stdout)
+    assert shown["remote_status"]["state"] == "succeeded"
+    assert shown["state"] == "running"  # the ledger learns the outcome when someone waits
+    waited = run_cli("jobs", "wait", job_id, "--poll-interval", "0.3s", "-o", "json", timeout=60)
+    assert json.loads(waited.stdout)["job"]["state"] == "succeeded"
+
+
+def test_no_capacity_anywhere_is_its_own_outcome(
+    fault_proxy: FaultProxy, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boto3.client("s3", region_name="us-east-1", endpoint_url=fault_proxy.upstream_url).create_bucket(
+        Bucket="runs"
+    )
+    monkeypatch.setenv("RUNCTL_STORAGE__URI", "s3://runs/runctl")
+    capacity = ec2_error("InsufficientInstanceCapacity")
+    fault_proxy.rule = lambda r: capacity if r.action == "RunInstances" else None
+    result = run_cli(
+        "workflow",
+        "train",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "-o",
+        "json",
+        cwd=project,
+        timeout=120,
+    )
+    assert result.returncode == 69, result.stderr
+    jobs = json.loads(run_cli("jobs", "list", "-o", "json").stdout)
+    assert [j["state"] for j in jobs] == ["no_capacity"]
+    assert fault_proxy.count("RunInstances") >= 1
     assert instances() == []

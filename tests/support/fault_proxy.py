@@ -67,6 +67,7 @@ class FaultProxy:
     """Start with ``FaultProxy(upstream_url)``; use ``.url``; ``.close()`` when done."""
 
     def __init__(self, upstream: str) -> None:
+        self.upstream_url = upstream
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream_host = parsed.hostname or "127.0.0.1"
         self.upstream_port = parsed.port or 80

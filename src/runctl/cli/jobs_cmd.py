@@ -67,6 +67,21 @@ def list_jobs(
     )
 
 
+def _remote_status(job: Any) -> dict[str, Any] | None:
+    """The agent's heartbeat from a remote job's storage (None for local jobs or if unreadable)."""
+    if not job.storage_url:
+        return None
+    from runctl.agent.sync import STATUS_KEY
+    from runctl.core.errors import RunctlError
+    from runctl.storage import open_storage
+
+    try:
+        return open_storage(job.storage_url, STATE.loaded().config.storage).read_json(STATUS_KEY)
+    except RunctlError as exc:
+        render.info(f"could not read the job's status from storage: {exc}")
+        return None
+
+
 @app.command("show")
 def show(
     job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id (or a unique prefix).")],
@@ -80,11 +95,24 @@ def show(
     data = _job_row(job, job_cost(ledger, job.id))
     data["resources"] = [r.to_dict() for r in ledger.list_resources(job_id=job.id)]
     data["events"] = [e.to_dict() for e in ledger.events(job_id=job.id, limit=20)]
+    data["remote_status"] = _remote_status(job)
     if output is OutputFormat.json:
         render.print_json(data)
         return
+    remote = data["remote_status"] or {}
     render.fields(
         [
+            *(
+                [
+                    (
+                        "agent",
+                        f"{remote.get('state')} (attempt {remote.get('attempt')}, "
+                        f"last checkpoint {(remote.get('last_checkpoint') or {}).get('name')})",
+                    )
+                ]
+                if remote
+                else []
+            ),
             ("id", job.id),
             ("name", job.name),
             ("provider", job.provider),
