@@ -142,7 +142,9 @@ def test_presign_gives_a_working_url(bucket: str, tmp_path: Path) -> None:
         assert response.read() == b"shared bytes"
     put_url = ok_json("presign", "--put", f"s3://{bucket}/shared/new.bin")["url"]
     headers = {"Content-Type": "application/octet-stream"}
-    urllib.request.urlopen(urllib.request.Request(put_url, data=b"new", method="PUT", headers=headers)).close()
+    urllib.request.urlopen(
+        urllib.request.Request(put_url, data=b"new", method="PUT", headers=headers)
+    ).close()
     assert session.client("s3").get_object(Bucket=bucket, Key="shared/new.bin")["Body"].read() == b"new"
     too_long = run_cli("s3", "presign", f"s3://{bucket}/shared/x.bin", "--expires", "8d")
     assert too_long.returncode == 64 and "7 days" in too_long.stderr

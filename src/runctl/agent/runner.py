@@ -116,7 +116,13 @@ def run_agent(
     for directory in (checkpoint_dir, output_dir):
         directory.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"attempt-{options.attempt}.log"
-    machine = machine or (Ec2Machine(imds) if imds is not None else NoMachine())
+    if machine is None and imds is not None:
+        try:
+            machine = Ec2Machine(imds)
+        except OSError as exc:  # no IMDS here: not an EC2 machine after all
+            log.warning("instance metadata unreachable (%s): no spot watch, no dead-man switch", exc)
+            imds = None
+    machine = machine or NoMachine()
     status: dict[str, object] = {
         "job_id": options.job_id,
         "attempt": options.attempt,

@@ -20,7 +20,9 @@ from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
 if TYPE_CHECKING:
+    from runctl.core.config import RunpodConfig
     from runctl.core.ledger import Resource
+    from runctl.providers.base import MachineSpec
     from runctl.providers.runpod.api import Pod
     from runctl.providers.runpod.provider import RunpodProvider
 
@@ -47,6 +49,38 @@ def _provider() -> RunpodProvider:
     from runctl.providers.runpod.provider import RunpodProvider
 
     return RunpodProvider(STATE.ledger(), STATE.loaded().config.runpod)
+
+
+def pod_spec(
+    config: RunpodConfig,
+    *,
+    gpu: list[str] | None,
+    gpu_count: int | None,
+    cloud: Cloud | str | None,
+    disk: int | None,
+    volume: int | None,
+    image: str | None,
+    spot: bool,
+    bid: float | None,
+    name: str | None,
+) -> MachineSpec:
+    """The MachineSpec for the pod options shared by ``create`` and ``train``."""
+    from runctl.providers.base import MachineSpec
+
+    extra: dict[str, Any] = {"cloud": str(cloud or config.cloud_type).lower(), "label": name}
+    if gpu:
+        extra["gpu_types"] = [g for item in gpu for g in item.split(",") if g.strip()]
+    if volume is not None:
+        extra["volume_gb"] = volume
+    if bid is not None:
+        extra["bid"] = bid
+    return MachineSpec(
+        gpu_count=gpu_count or config.gpu_count,
+        spot=spot or bid is not None,
+        image=image,
+        disk_gb=disk,
+        extra=extra,
+    )
 
 
 def _resolve(provider: RunpodProvider, ref: str) -> tuple[Resource | None, str | None]:
@@ -154,23 +188,10 @@ def create(
     ] = CreateOutput.table,
 ) -> None:
     """Create a GPU pod (recorded in the ledger before it is requested)."""
-    from runctl.providers.base import MachineSpec
-
     provider = _provider()
-    config = provider.config
-    extra: dict[str, Any] = {"cloud": (cloud or config.cloud_type).lower(), "label": name}
-    if gpu:
-        extra["gpu_types"] = [g for item in gpu for g in item.split(",") if g.strip()]
-    if volume is not None:
-        extra["volume_gb"] = volume
-    if bid is not None:
-        extra["bid"] = bid
-    spec = MachineSpec(
-        gpu_count=gpu_count or config.gpu_count,
-        spot=spot or bid is not None,
-        image=image,
-        disk_gb=disk,
-        extra=extra,
+    spec = pod_spec(
+        provider.config, gpu=gpu, gpu_count=gpu_count, cloud=cloud, disk=disk, volume=volume,
+        image=image, spot=spot, bid=bid, name=name,
     )
     plan = provider.plan(spec)
     if dry_run:

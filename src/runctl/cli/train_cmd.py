@@ -49,6 +49,7 @@ TypeOpt = Annotated[str | None, typer.Option(help="Instance type for a new machi
 SpotOpt = Annotated[
     bool | None, typer.Option("--spot/--on-demand", help="Market for a new machine.", show_default=False)
 ]
+GpuOpt = Annotated[list[str] | None, typer.Option(help="RunPod GPU type; repeat to allow fallbacks.")]
 PollOpt = Annotated[str, typer.Option(help="How often the controller looks at the job.", hidden=True)]
 
 
@@ -102,6 +103,20 @@ def _aws() -> ComputeProvider:
     from runctl.providers.aws.provider import AwsProvider
 
     return AwsProvider(STATE.ledger(), STATE.loaded().config, progress=render.info)
+
+
+def _runpod() -> ComputeProvider:
+    from runctl.providers.runpod.provider import RunpodProvider
+
+    return RunpodProvider(STATE.ledger(), STATE.loaded().config.runpod)
+
+
+def _provider(name: str) -> ComputeProvider:
+    from runctl.core.errors import UsageError
+
+    if name not in ("aws", "runpod"):
+        raise UsageError(f"--provider {name!r} is not one of aws, runpod")
+    return _aws() if name == "aws" else _runpod()
 
 
 def _run(provider: ComputeProvider, request: RemoteTrain, output: OutputFormat) -> int:
@@ -182,14 +197,82 @@ def aws_train(
     return _run(provider, request, output)
 
 
+def runpod_train(
+    pod: Annotated[str, typer.Argument(help="'new': RunPod pods take their command at creation.")],
+    script: ScriptArg,
+    args: ArgsArg = None,
+    gpu: GpuOpt = None,
+    gpu_count: Annotated[int | None, typer.Option(min=1, help="GPUs per pod.")] = None,
+    cloud: Annotated[str | None, typer.Option(help="secure, community or all.")] = None,
+    image: Annotated[str | None, typer.Option(help="Container image.")] = None,
+    spot: Annotated[bool, typer.Option("--spot", help="Interruptible pod.")] = False,
+    bid: Annotated[float | None, typer.Option(min=0.0, help="Bid per GPU-hour (implies --spot).")] = None,
+    name: NameOpt = None,
+    project_dir: ProjectOpt = Path("."),
+    sync_code: SyncOpt = True,
+    wait: WaitOpt = False,
+    auto_resume: ResumeOpt = False,
+    max_restarts: RestartsOpt = 0,
+    max_preemptions: PreemptOpt = 3,
+    on_interrupt: InterruptOpt = "detach",
+    grace_period: GraceOpt = "30s",
+    max_duration: MaxDurOpt = None,
+    keep_last_n: KeepNOpt = None,
+    output_dir: OutDirOpt = None,
+    data_s3: DataOpt = None,
+    poll_interval: PollOpt = "5s",
+    output: OutputOpt = OutputFormat.table,
+) -> int:
+    """Train SCRIPT on a new RunPod pod whose command is the agent; --wait follows it."""
+    from runctl.cli.runpod_cmd import pod_spec
+    from runctl.core.errors import UsageError
+
+    if pod != "new":
+        raise UsageError(
+            "RunPod pods take their command when they are created: give 'new'",
+            hint="runctl runpod train new train.py",
+        )
+    request = _request(
+        script,
+        args,
+        name=name,
+        project_dir=project_dir,
+        sync_code=sync_code,
+        wait=wait,
+        auto_resume=auto_resume,
+        max_restarts=max_restarts,
+        max_preemptions=max_preemptions,
+        on_interrupt=on_interrupt,
+        grace_period=grace_period,
+        max_duration=max_duration,
+        keep_last_n=keep_last_n,
+        keep=False,
+        output_dir=output_dir,
+        data=data_s3,
+        poll_interval=poll_interval,
+    )
+    request.spec = pod_spec(
+        STATE.loaded().config.runpod,
+        gpu=gpu,
+        gpu_count=gpu_count,
+        cloud=cloud,
+        disk=None,
+        volume=None,
+        image=image,
+        spot=spot,
+        bid=bid,
+        name=name,
+    )
+    return _run(_runpod(), request, output)
+
+
 @workflow_app.command("train")
 def workflow_train(
     script: ScriptArg,
     args: ArgsArg = None,
-    provider_name: Annotated[
-        str, typer.Option("--provider", help="aws (runpod: see runctl runpod).")
-    ] = "aws",
+    provider_name: Annotated[str, typer.Option("--provider", help="aws or runpod.")] = "aws",
     instance_type: TypeOpt = None,
+    gpu: GpuOpt = None,
     spot: SpotOpt = None,
     name: NameOpt = None,
     project_dir: ProjectOpt = Path("."),
@@ -207,12 +290,7 @@ def workflow_train(
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Create a machine, train SCRIPT on it, wait, download outputs, release the machine."""
-    from runctl.core.errors import UsageError
-
-    if provider_name != "aws":
-        raise UsageError(
-            f"--provider {provider_name!r} is not supported by workflow train yet", hint="use --provider aws"
-        )
+    provider = _provider(provider_name)
     request = _request(
         script,
         args,
@@ -232,8 +310,23 @@ def workflow_train(
         data=data_s3,
         poll_interval=poll_interval,
     )
-    provider = _aws()
-    request.spec = provider.machine_spec(instance_type, spot=spot)  # type: ignore[attr-defined]
+    if provider_name == "aws":
+        request.spec = provider.machine_spec(instance_type, spot=spot)  # type: ignore[attr-defined]
+    else:
+        from runctl.cli.runpod_cmd import pod_spec
+
+        request.spec = pod_spec(
+            STATE.loaded().config.runpod,
+            gpu=gpu,
+            gpu_count=None,
+            cloud=None,
+            disk=None,
+            volume=None,
+            image=None,
+            spot=bool(spot),
+            bid=None,
+            name=name,
+        )
     request.release_at_end = not keep
     return _run(provider, request, output)
 
@@ -257,9 +350,7 @@ def jobs_wait(
         )
     if job.is_final:
         raise ValidationError(f"job {job.id} already ended ({job.state})", hint=f"runctl jobs show {job.id}")
-    provider = _aws() if job.provider == "aws" else None
-    if provider is None:
-        raise ValidationError(f"waiting for {job.provider} jobs is not supported yet")
+    provider = _provider(job.provider)
     request = RemoteTrain(
         script=job.script,
         args=job.args,

@@ -91,7 +91,15 @@ class Machine:
 
 
 class ComputeProvider(ResourceProvider):
-    """A provider that creates machines and starts commands on them."""
+    """A provider that creates machines and starts commands on them.
+
+    ``command_at_creation``: the machine's command is part of its creation (a container's
+    start command, RunPod) rather than sent to a running machine (SSM, EC2): the caller puts
+    ``command`` and ``env`` in ``MachineSpec.extra`` and creates a new machine per command; such
+    machines also need the storage credentials in ``env``, having no instance role.
+    """
+
+    command_at_creation: bool = False
 
     @abstractmethod
     def plan(self, spec: MachineSpec) -> LaunchPlan:

@@ -48,6 +48,7 @@ from typing import Any
 
 from runctl.core.checkpoints import is_complete_name, step_of
 from runctl.core.errors import NotFoundError, ValidationError
+from runctl.storage.atomic import is_temp_name
 from runctl.storage.checkpoints import (
     MANIFEST_DIR,
     CheckpointFile,
@@ -211,7 +212,7 @@ class Storage(ABC):
                 hint="publish the checkpoint after it has been renamed into place",
             )
         if source.is_dir():
-            files = sorted(p for p in source.rglob("*") if p.is_file())
+            files = sorted(p for p in source.rglob("*") if p.is_file() and not is_temp_name(p.name))
             pairs = [(p, join_key(prefix, name, p.relative_to(source).as_posix())) for p in files]
             kind = "dir"
         else:

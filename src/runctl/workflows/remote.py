@@ -35,6 +35,7 @@ overrides what is installed, e.g. a wheel URL).
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import time
@@ -71,6 +72,11 @@ START_SCRIPT = (
     'set -eu; cd "${HOME:-/root}"; mkdir -p "$RUNCTL_AGENT_HOME"; cd "$RUNCTL_AGENT_HOME"; '
     'command -v runctl >/dev/null 2>&1 || python3 -m pip install --quiet "$RUNCTL_AGENT_PIP_SPEC"; '
     'setsid nohup "$@" >agent.log 2>&1 </dev/null & echo $! >agent.pid'
+)
+FOREGROUND_SCRIPT = (
+    'set -eu; cd "${HOME:-/root}"; mkdir -p "$RUNCTL_AGENT_HOME"; cd "$RUNCTL_AGENT_HOME"; '
+    'command -v runctl >/dev/null 2>&1 || python3 -m pip install --quiet "$RUNCTL_AGENT_PIP_SPEC"; '
+    'exec "$@"'
 )
 
 
@@ -121,12 +127,39 @@ def remote_storage_root(config: Config) -> str:
     return uri.rstrip("/")
 
 
+def storage_credentials(config: Config) -> dict[str, str]:
+    """What a machine without an instance role needs to reach the job's storage (pod env; never
+    logged: providers mask env values in plans and errors)."""
+    import boto3
+
+    env: dict[str, str] = {}
+    credentials = boto3.session.Session().get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        env.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+        if frozen.token:
+            env["AWS_SESSION_TOKEN"] = frozen.token
+    endpoint = config.storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    region = config.storage.region or config.aws.region or os.environ.get("AWS_REGION")
+    if region:
+        env["AWS_REGION"] = region
+    return env
+
+
 def job_storage(config: Config, job_id: str) -> Storage:
     return open_storage(f"{remote_storage_root(config)}/jobs/{job_id}", config.storage)
 
 
-def agent_argv(job: Job, request: RemoteTrain, storage_url: str, *, attempt: int) -> list[str]:
-    """The command the machine runs: the agent, with every user argument as its own argv item."""
+def agent_argv(
+    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int, on_exit: str | None = None
+) -> list[str]:
+    """The command the machine runs: the agent, with every user argument as its own argv item.
+
+    The dead-man switch terminates the machine at the end unless ``keep_machine``; a container
+    (``on_exit="none"``) stops billing its GPU by exiting, and the controller removes it.
+    """
     argv = [
         "runctl",
         "agent",
@@ -143,10 +176,11 @@ def agent_argv(job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
         f"{request.grace_period}s",
         "--heartbeat",
         f"{request.heartbeat}s",
-        "--watch-spot",
         "--on-exit",
-        "none" if request.keep_machine else "terminate",
+        on_exit or ("none" if request.keep_machine else "terminate"),
     ]
+    if on_exit != "none":  # a machine of a cloud with IMDS (a container has none)
+        argv.append("--watch-spot")
     if request.max_duration:
         argv += ["--max-duration", f"{request.max_duration}s"]
     if request.keep_last_n:
@@ -155,21 +189,18 @@ def agent_argv(job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
 
 
 def start_command(
-    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
+    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int, detach: bool = True
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and env for the provider's ``start``: install if needed, then the agent, detached."""
+    """argv and env that install runctl if needed and run the agent: detached for a command
+    sent to a running machine, in the foreground as a container's own command."""
     env = {
         "RUNCTL_AGENT_HOME": f"runctl/{job.id}/attempt-{attempt}",  # relative to $HOME
         "RUNCTL_AGENT_PIP_SPEC": f"runctl=={__version__}",
         **request.env,
     }
-    return [
-        "sh",
-        "-c",
-        START_SCRIPT,
-        "runctl-start",
-        *agent_argv(job, request, storage_url, attempt=attempt),
-    ], env
+    script = START_SCRIPT if detach else FOREGROUND_SCRIPT
+    argv = agent_argv(job, request, storage_url, attempt=attempt, on_exit=None if detach else "none")
+    return ["sh", "-c", script, "runctl-start", *argv], env
 
 
 class RemoteTrainer:
@@ -234,9 +265,17 @@ class RemoteTrainer:
 
     def _machine(self, request: RemoteTrain, job: Job, plan: Any) -> Machine:
         if plan is not None:
+            if self.provider.command_at_creation:
+                spec = self._with_command(request.spec, self.ledger.get_job(job.id), request, attempt=1)
+                plan = self.provider.plan(spec)
             machines = self.provider.apply(plan, job_id=job.id)
             self.say(f"machine {machines[0].cloud_id} ({machines[0].zone or ''}) for job {job.id}")
             return machines[0]
+        if self.provider.command_at_creation:
+            raise ValidationError(
+                f"{self.provider.name} machines take their command when they are created",
+                hint="use 'new' to create a machine for this job",
+            )
         resource = self._resource_for(request.machine or "")
         return Machine(
             resource_id=resource.id,
@@ -254,11 +293,24 @@ class RemoteTrainer:
             hint=f"create one with 'runctl {self.provider.name} create', or omit it to create one",
         )
 
+    def _with_command(
+        self, spec: MachineSpec | None, job: Job, request: RemoteTrain, *, attempt: int
+    ) -> MachineSpec:
+        """``spec`` carrying the agent as the machine's own command (``command_at_creation``)."""
+        if spec is None:
+            raise ValidationError("no machine spec to create the job's machine from")
+        argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
+        env.update(storage_credentials(self.config))
+        return replace(spec, extra={**spec.extra, "command": argv, "env": env})
+
     def _start(
         self, machine: Machine, job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
     ) -> None:
-        argv, env = start_command(job, request, storage_url, attempt=attempt)
-        handle = self.provider.start(machine, argv, env)
+        if self.provider.command_at_creation:
+            handle = machine.cloud_id  # the machine runs the agent as its own command
+        else:
+            argv, env = start_command(job, request, storage_url, attempt=attempt)
+            handle = self.provider.start(machine, argv, env)
         self.ledger.add_event(
             "job.attempt",
             f"attempt {attempt} started on {machine.cloud_id}",
@@ -373,7 +425,8 @@ class RemoteTrainer:
         self.ledger.update_job(job.id, attempt=attempt)
         job = self.ledger.get_job(job.id)
         target: Machine | None = None
-        if machine is not None and self.provider.lookup(machine) == "running":
+        reusable = machine is not None and not self.provider.command_at_creation
+        if reusable and machine is not None and self.provider.lookup(machine) == "running":
             target = Machine(
                 resource_id=machine.id, cloud_id=machine.cloud_id or "", state="running", zone=machine.zone
             )
@@ -383,6 +436,8 @@ class RemoteTrainer:
                     self._release_quietly(old)
             if spec is None:
                 raise ValidationError("the job's machine is gone and no spec was given to replace it")
+            if self.provider.command_at_creation:
+                spec = self._with_command(spec, job, request, attempt=attempt)
             target = self.provider.apply(self.provider.plan(spec), job_id=job.id)[0]
         self._start(target, job, request, job.storage_url or "", attempt=attempt)
         return job

@@ -119,6 +119,7 @@ class RunpodProvider(ComputeProvider):
     """RunPod GPU pods through the GraphQL API (see the module docstring for the contract)."""
 
     name = PROVIDER
+    command_at_creation = True
 
     def __init__(
         self,

@@ -1,0 +1,119 @@
+"""Remote training on RunPod end to end: the controller against the fake GraphQL server, the pod
+simulator running each pod's start command for real, storage on the moto S3 server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import run_cli
+from tests.support.fake_runpod import FakeRunpod
+from tests.support.pod_sim import PodSimulator
+from tests.test_remote_train import TRAIN, controller
+
+
+@pytest.fixture
+def pods(
+    aws: str, runpod_fake: FakeRunpod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PodSimulator]:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="runs")
+    monkeypatch.setenv("RUNCTL_STORAGE__URI", "s3://runs/runctl")
+    sim = PodSimulator(runpod_fake, tmp_path / "pods")
+    yield sim
+    sim.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "train.py").write_text(TRAIN)
+    return root
+
+
+def test_train_on_a_pod_succeeds_and_the_pod_is_gone(
+    pods: PodSimulator, runpod_fake: FakeRunpod, project: Path
+) -> None:
+    result = run_cli(
+        "workflow",
+        "train",
+        "train.py",
+        "--provider",
+        "runpod",
+        "--project-dir",
+        str(project),
+        "--poll-interval",
+        "0.3s",
+        "-o",
+        "json",
+        "--",
+        "30",
+        "0.01",
+        "a b",
+        cwd=project,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr + str(pods.errors)
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "succeeded" and job["provider"] == "runpod"
+    assert runpod_fake.live_pods() == []  # terminated and confirmed gone
+    assert "argv: ['a b']" in run_cli("logs", job["id"]).stdout
+    for pod in runpod_fake.pods.values():  # the key never reached the pod; storage creds did
+        keys = {e["key"] for e in pod.env}
+        assert "RUNPOD_API_KEY" not in keys and "AWS_SECRET_ACCESS_KEY" in keys
+
+
+def test_a_pod_that_exits_mid_run_is_preempted_and_resumed(
+    pods: PodSimulator, runpod_fake: FakeRunpod, project: Path
+) -> None:
+    proc = controller(
+        "runpod",
+        "train",
+        "new",
+        "train.py",
+        "--project-dir",
+        str(project),
+        "--wait",
+        "--auto-resume",
+        "--poll-interval",
+        "0.3s",
+        "-o",
+        "json",
+        "--",
+        "150",
+        "0.05",
+        cwd=project,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pods.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pods.running(), pods.errors
+        s3 = boto3.client("s3", region_name="us-east-1")
+        while time.monotonic() < deadline + 60:  # until a periodic checkpoint reached storage
+            listed = s3.list_objects_v2(Bucket="runs", Prefix="runctl/jobs/").get("Contents", [])
+            if any(".runctl-manifests/" in o["Key"] for o in listed):
+                break
+            time.sleep(0.2)
+        first = runpod_fake.pods[pods.running()[0]]
+        first.status, first.started_at = "EXITED", None  # the host reclaimed it, no notice
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr + str(pods.errors)
+    job = json.loads(stdout)["job"]
+    assert job["state"] == "succeeded" and job["attempt"] == 2
+    log = run_cli("logs", job["id"]).stdout
+    resumed = int(log.split("resumed from step ")[1].split()[0])
+    assert resumed >= 10 and resumed % 10 == 0  # from the last periodic checkpoint in storage
+    assert runpod_fake.live_pods() == []
+
+
+def test_existing_pods_cannot_be_given_a_command(runpod_fake: FakeRunpod, project: Path) -> None:
+    result = run_cli("runpod", "train", "pod-123", "train.py", cwd=project)
+    assert result.returncode == 64 and "new" in result.stderr
