@@ -150,6 +150,7 @@ def test_transfer_settings_grow_parts_for_huge_files() -> None:
     assert settings.range_size(512 * MiB, None) == 64 * MiB
     assert settings.range_size(512 * MiB, 8 * MiB) == 64 * MiB
     assert settings.range_size(10 * 1024 * MiB, None) == 640 * MiB
+    assert settings.range_size(512 * MiB, None, ordered=True) == 16 * MiB  # hashed front to back
 
 
 # ---- local storage ------------------------------------------------------------------------

@@ -24,7 +24,10 @@ How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/rea
   because moto's server copies the whole object for every ranged GET (64 × 8 MiB ranges of a
   512 MiB object take ~33 s there, one GET ~3 s), while real S3 and s3rver gain from a handful
   of parallel ranges. Range boundaries follow the object's own part boundaries when it was
-  uploaded in parts, so each part's MD5 can be checked in parallel.
+  uploaded in parts, so each part's MD5 can be checked in parallel. An object with a plain MD5
+  ETag (one PUT; or any object on s3rver) must be hashed front to back: it is fetched in smaller
+  ranges (``part_size / 4``) in order, and a thread hashes each range as soon as every range
+  before it has landed, so the hash follows the download instead of running after it.
 * **Checksums, both ways.** Every PUT carries ``Content-MD5`` (S3 rejects a body that does not
   match) and the ETag S3 returns is compared with it too (catches servers and proxies that do
   not check). Downloads check size and MD5 against the ETag: a plain ETag is the object's MD5;
@@ -102,11 +105,17 @@ class TransferSettings:
             )
         return part
 
-    def range_size(self, size: int, part: int | None) -> int:
-        """Bytes per ranged GET: few large ranges, a whole number of the object's parts."""
+    def range_size(self, size: int, part: int | None, *, ordered: bool = False) -> int:
+        """Bytes per ranged GET: few large ranges, a whole number of the object's parts.
+
+        ``ordered`` (the object's MD5 must be computed front to back): smaller ranges, fetched in
+        order, so the hash can follow the download instead of running after it.
+        """
         target = max(self.part_size, math.ceil(size / self.max_concurrency))
         if part:
             return part * max(1, target // part)
+        if ordered:
+            return min(target, max(MIN_PART_SIZE, self.part_size // 4))
         return target
 
 
@@ -448,15 +457,19 @@ class S3Transfer:
             part_size = int(head["ContentLength"])
             if part_size <= 0 or math.ceil(info.size / part_size) != int(multipart.group(2)):
                 part_size = None  # uneven parts: checked by size only
-        range_size = self.settings.range_size(info.size, part_size)
+        ordered = part_size is None and bool(_MD5_ETAG.match(etag or ""))
+        range_size = self.settings.range_size(info.size, part_size, ordered=ordered)
         count = math.ceil(info.size / range_size)
         temp = temp_path(destination)
-        fd = _Fd(os.open(temp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644))
+        fd = _Fd(os.open(temp, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644))
         os.ftruncate(fd.fd, info.size)
         part_digests: dict[int, bytes] = {}
         state = {"remaining": count, "trusted": True}
+        hasher = _OrderedMD5(fd.fd, info.size, range_size) if ordered else None
 
         def cleanup() -> None:
+            if hasher is not None:
+                hasher.stop()
             fd.close()
             temp.unlink(missing_ok=True)
 
@@ -507,6 +520,8 @@ class S3Transfer:
                 return digests, response.headers
 
             digests, response_headers = self._policy(operation).call(attempt)
+            if hasher is not None:
+                hasher.ready(index)
             with batch.lock:
                 part_digests.update(digests)
                 state["trusted"] = state["trusted"] and _md5_etag_trusted(response_headers)
@@ -514,7 +529,7 @@ class S3Transfer:
                 last = state["remaining"] == 0
             if last:
                 self._finish_ranged(
-                    info, destination, temp, fd, part_size, part_digests, bool(state["trusted"])
+                    info, destination, temp, fd, part_size, part_digests, hasher, bool(state["trusted"])
                 )
 
         for index in range(count):
@@ -528,8 +543,10 @@ class S3Transfer:
         fd: _Fd,
         part_size: int | None,
         part_digests: dict[int, bytes],
+        hasher: _OrderedMD5 | None,
         trusted: bool,
     ) -> None:
+        digest = hasher.result() if hasher is not None else None
         fd.close()
         size = temp.stat().st_size
         if not trusted or not info.etag:
@@ -538,12 +555,8 @@ class S3Transfer:
             digests = b"".join(part_digests[i] for i in range(len(part_digests)))
             combined = f"{hashlib.md5(digests).hexdigest()}-{len(part_digests)}"
             self._verify(info, size, info.etag, combined=combined)
-        elif _MD5_ETAG.match(info.etag):
-            md5 = hashlib.md5()
-            with temp.open("rb") as handle:
-                while chunk := handle.read(8 * MiB):
-                    md5.update(chunk)
-            self._verify(info, size, info.etag, digest=md5.digest())
+        elif digest is not None:
+            self._verify(info, size, info.etag, digest=digest)
         else:
             self._verify(info, size, None)
         publish(temp, destination, mtime=info.mtime)
@@ -612,6 +625,60 @@ def _raise_first(done: set[Future[None]]) -> None:
         exc = future.exception()
         if exc is not None and not isinstance(exc, _Cancelled):
             raise exc
+
+
+class _OrderedMD5:
+    """The MD5 of a file whose ranges are written out of order, computed front to back.
+
+    Range workers call :meth:`ready` as each range lands; a thread hashes every range as soon as
+    all before it are there (reading back from the page cache), so hashing overlaps the download.
+    """
+
+    def __init__(self, fd: int, size: int, range_size: int) -> None:
+        self._fd, self._size, self._range = fd, size, range_size
+        self._md5 = hashlib.md5()
+        self._ready: set[int] = set()
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="runctl-s3-md5", daemon=True)
+        self._thread.start()
+
+    def ready(self, index: int) -> None:
+        with self._cond:
+            self._ready.add(index)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join()
+
+    def result(self) -> bytes:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._md5.digest()
+
+    def _run(self) -> None:
+        try:
+            for index in range(math.ceil(self._size / self._range)):
+                with self._cond:
+                    while index not in self._ready and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                position = index * self._range
+                end = min(position + self._range, self._size)
+                while position < end:
+                    chunk = os.pread(self._fd, min(8 * MiB, end - position), position)
+                    if not chunk:
+                        raise OSError(f"short read at {position}")
+                    self._md5.update(chunk)
+                    position += len(chunk)
+        except BaseException as exc:
+            self._error = exc
 
 
 class _Fd:
