@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import measure, peer_bin, print_table, runctl_bin, write_results
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import Ratio, measure, peer_bin, print_table, runctl_bin, write_results
 
 
 def seed_ledger(state: Path, jobs: int) -> None:
@@ -27,20 +30,26 @@ def seed_ledger(state: Path, jobs: int) -> None:
     ledger.close()
 
 
-def main() -> list[dict[str, object]]:
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs per command")
+    quick = parser.parse_args(argv or []).quick
+    few, many = (2, 3) if quick else (5, 10)
     runctl = runctl_bin()
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         seed_ledger(state, 10_000)
         env = {"RUNCTL_STATE_DIR": str(state)}
-        floor = measure("python -c pass", [sys.executable, "-c", "pass"], runs=10)
-        aws = measure("aws --version", [str(peer_bin("aws")), "--version"], runs=5)
-        helps = measure("runctl --help", [*runctl, "--help"], runs=10, env=env)
-        listing = measure("runctl jobs list (10k jobs, limit 50)", [*runctl, "jobs", "list"], runs=5, env=env)
+        floor = measure("python -c pass", [sys.executable, "-c", "pass"], runs=many)
+        aws = measure("aws --version", [str(peer_bin("aws")), "--version"], runs=few)
+        helps = measure("runctl --help", [*runctl, "--help"], runs=many, env=env)
+        listing = measure(
+            "runctl jobs list (10k jobs, limit 50)", [*runctl, "jobs", "list"], runs=few, env=env
+        )
         listing_all = measure(
             "runctl jobs list --limit 10000 -o json",
             [*runctl, "jobs", "list", "--limit", "10000", "-o", "json"],
-            runs=3,
+            runs=max(2, few - 2),
             env=env,
         )
     rows = []
@@ -62,5 +71,20 @@ def main() -> list[dict[str, object]]:
     return rows
 
 
+def ratios(rows: list[dict[str, object]]) -> list[Ratio]:
+    """Each runctl command against `aws --version`; `--help` also against `python -c pass`."""
+    walls = {str(r["name"]): float(r["wall_s"]) for r in rows}  # type: ignore[arg-type]
+    lines = []
+    for name, wall in walls.items():
+        if not name.startswith("runctl"):
+            continue
+        peers = ["aws --version", "python -c pass"] if name == "runctl --help" else ["aws --version"]
+        lines += [
+            Ratio("cli", name, f"{wall:.3f} s", peer, f"{walls[peer]:.3f} s", wall / walls[peer])
+            for peer in peers
+        ]
+    return lines
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -3,26 +3,32 @@ tree. The difference is runctl's overhead (start-up, ledger, log tee, supervisio
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import ROOT, measure, print_table, runctl_bin, write_results
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, Ratio, measure, print_table, runctl_bin, write_results
 
 EXAMPLE = ROOT / "examples" / "train_numpy.py"
 
 
-def main() -> list[dict[str, object]]:
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs")
+    runs = 2 if parser.parse_args(argv or []).quick else 5
     args = ["--steps", "2000", "--save-every", "500"]
     with tempfile.TemporaryDirectory() as tmp:
         env = {"RUNCTL_STATE_DIR": str(Path(tmp) / "state"), "RUNCTL_CHECKPOINT_DIR": str(Path(tmp) / "ck")}
         plain = measure(
-            "python example", [sys.executable, str(EXAMPLE), *args], runs=5, sample_rss=True, env=env
+            "python example", [sys.executable, str(EXAMPLE), *args], runs=runs, sample_rss=True, env=env
         )
         wrapped = measure(
             "runctl local example",
             [*runctl_bin(), "local", "--no-resume", str(EXAMPLE), "--", *args],
-            runs=5,
+            runs=runs,
             sample_rss=True,
             env=env,
         )
@@ -45,5 +51,16 @@ def main() -> list[dict[str, object]]:
     return rows
 
 
+def ratios(rows: list[dict[str, object]]) -> list[Ratio]:
+    """Wall time and peak RSS of `runctl local example` against `python example`."""
+    plain, wrapped = rows
+    return [
+        Ratio("local", "example: wall", f"{wrapped['wall_s']} s", "python example",
+              f"{plain['wall_s']} s", float(wrapped["wall_ratio"])),  # type: ignore[arg-type]
+        Ratio("local", "example: peak RSS (tree)", f"{wrapped['peak_rss_mib']} MiB", "python example",
+              f"{plain['peak_rss_mib']} MiB", float(wrapped["rss_ratio"])),  # type: ignore[arg-type]
+    ]  # fmt: skip
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -29,6 +29,20 @@ class Measure:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """One line of the summary across benchmarks: runctl's cost ÷ a peer's cost, measured in the
+    same run. Costs are seconds (or MiB, or seconds per operation), so > 1 means runctl is slower
+    or bigger by that factor and < 1 means it is faster."""
+
+    bench: str
+    what: str
+    runctl: str  # runctl's figure, with its unit
+    peer: str  # what runctl is compared with
+    peer_value: str  # the peer's figure, with its unit
+    ratio: float
+
+
 def _tree_rss_kib(root: int) -> int:
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}

@@ -19,6 +19,10 @@ Contracts every implementation keeps:
 3. ``lookup`` of an ``intent`` row finds the resource by the row's client token / tags, so a crash
    between the create call and the ledger update is recoverable.
 4. Library exceptions never escape: they are classified into :mod:`runctl.core.errors`.
+
+Discovery (``resources reconcile`` / ``cleanup``): a provider that can list what it made reports
+it as :class:`ManagedResource` records carrying runctl's tags (the ``TAG_*`` names below; RunPod,
+which has no tags, derives ``runctl:resource`` from the pod's name).
 """
 
 from __future__ import annotations
@@ -29,6 +33,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runctl.core.ledger import Resource
+
+TAG_MANAGED = "runctl:managed"
+TAG_RESOURCE = "runctl:resource"
+TAG_KIND = "runctl:kind"
+TAG_USER = "runctl:user"
+TAG_JOB = "runctl:job"
+TAG_PROTECT = "runctl:protect"
+TAG_PERSISTENT = "runctl:persistent"
+
+#: An ``intent`` row younger than this may belong to a create still in flight in another
+#: process: reconcile reports it but does not mark it ``create_failed`` (see
+#: :mod:`runctl.workflows.reconcile`).
+INTENT_GRACE_S = 600.0
 
 
 class ResourceProvider(ABC):
@@ -112,3 +129,49 @@ class ComputeProvider(ResourceProvider):
     @abstractmethod
     def start(self, machine: Machine, argv: Sequence[str], env: Mapping[str, str]) -> str:
         """Start ``argv`` on ``machine`` with ``env``; returns a handle (e.g. an SSM command id)."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An hourly rate for a resource found in the cloud, and where it came from."""
+
+    usd_per_hour: float | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ManagedResource:
+    """A runctl-made resource as the cloud sees it (what reconcile compares with the ledger)."""
+
+    provider: str
+    kind: str
+    cloud_id: str
+    state: str
+    zone: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    region: str | None = None
+
+    @property
+    def ledger_id(self) -> str | None:
+        return self.tags.get(TAG_RESOURCE) or None
+
+    @property
+    def user(self) -> str | None:
+        return self.tags.get(TAG_USER) or None
+
+    @property
+    def job_id(self) -> str | None:
+        return self.tags.get(TAG_JOB) or None
+
+    @property
+    def protected(self) -> bool:
+        return self.tags.get(TAG_PROTECT, "").lower() == "true"
+
+    @property
+    def persistent(self) -> bool:
+        return self.tags.get(TAG_PERSISTENT, "").lower() == "true"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "ledger_id": self.ledger_id, "protected": self.protected}

@@ -28,7 +28,6 @@ import getpass
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from runctl.core.config import AwsConfig
@@ -37,16 +36,36 @@ from runctl.core.ledger import Resource
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.retry import RetryPolicy
 from runctl.providers.aws import session
+from runctl.providers.base import (  # runctl's tag names live with the provider interface
+    TAG_JOB,
+    TAG_KIND,
+    TAG_MANAGED,
+    TAG_PERSISTENT,
+    TAG_PROTECT,
+    TAG_RESOURCE,
+    TAG_USER,
+)
+
+__all__ = [
+    "TAG_JOB",
+    "TAG_KIND",
+    "TAG_MANAGED",
+    "TAG_PERSISTENT",
+    "TAG_PROTECT",
+    "TAG_RESOURCE",
+    "TAG_USER",
+    "AwsContext",
+    "check_id",
+    "create_once",
+    "current_user",
+    "ensure_owned",
+    "error_code",
+    "runctl_tags",
+    "settle_failed_create",
+    "tag_dict",
+]
 
 T = TypeVar("T")
-
-TAG_MANAGED = "runctl:managed"
-TAG_RESOURCE = "runctl:resource"
-TAG_KIND = "runctl:kind"
-TAG_USER = "runctl:user"
-TAG_JOB = "runctl:job"
-TAG_PROTECT = "runctl:protect"
-TAG_PERSISTENT = "runctl:persistent"
 
 _ID_PATTERNS = {
     "instance": ("i", "i-0123456789abcdef0"),
@@ -106,44 +125,6 @@ def error_code(exc: BaseException) -> str | None:
             return str(response.get("Error", {}).get("Code") or "") or None
         seen = seen.__cause__
     return None
-
-
-@dataclass(frozen=True)
-class ManagedResource:
-    """A runctl-tagged resource as the cloud sees it (what reconcile compares with the ledger)."""
-
-    provider: str
-    kind: str
-    cloud_id: str
-    state: str
-    zone: str | None
-    tags: dict[str, str] = field(default_factory=dict)
-    created_at: float | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-    region: str | None = None
-
-    @property
-    def ledger_id(self) -> str | None:
-        return self.tags.get(TAG_RESOURCE) or None
-
-    @property
-    def user(self) -> str | None:
-        return self.tags.get(TAG_USER) or None
-
-    @property
-    def job_id(self) -> str | None:
-        return self.tags.get(TAG_JOB) or None
-
-    @property
-    def protected(self) -> bool:
-        return self.tags.get(TAG_PROTECT, "").lower() == "true"
-
-    @property
-    def persistent(self) -> bool:
-        return self.tags.get(TAG_PERSISTENT, "").lower() == "true"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "ledger_id": self.ledger_id, "protected": self.protected}
 
 
 def ensure_owned(

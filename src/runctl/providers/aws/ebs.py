@@ -35,7 +35,6 @@ from runctl.providers.aws.context import (
     TAG_PERSISTENT,
     TAG_RESOURCE,
     AwsContext,
-    ManagedResource,
     check_id,
     create_once,
     ensure_owned,
@@ -44,6 +43,7 @@ from runctl.providers.aws.context import (
     tag_dict,
 )
 from runctl.providers.aws.ec2 import Instances
+from runctl.providers.base import ManagedResource
 
 VOLUME = "volume"
 SNAPSHOT = "snapshot"

@@ -54,7 +54,6 @@ from runctl.providers.aws.context import (
     TAG_MANAGED,
     TAG_RESOURCE,
     AwsContext,
-    ManagedResource,
     check_id,
     create_once,
     ensure_owned,
@@ -63,7 +62,7 @@ from runctl.providers.aws.context import (
     settle_failed_create,
     tag_dict,
 )
-from runctl.providers.base import LaunchPlan, MachineSpec
+from runctl.providers.base import LaunchPlan, MachineSpec, ManagedResource
 
 KIND = "instance"
 BILLABLE_STATES = frozenset({"pending", "running"})

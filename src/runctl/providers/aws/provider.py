@@ -29,8 +29,8 @@ from runctl.core.retry import RetryPolicy
 from runctl.core.testhooks import crash_point
 from runctl.providers.aws import ebs, ec2, pricing
 from runctl.providers.aws.ami import AmiResolver
-from runctl.providers.aws.context import TAG_RESOURCE, AwsContext, ManagedResource, check_id
-from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec
+from runctl.providers.aws.context import TAG_RESOURCE, AwsContext, check_id
+from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec, ManagedResource
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -55,7 +55,17 @@ from runctl.core.errors import (
 from runctl.core.ledger import Ledger, Resource
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.testhooks import crash_point
-from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec
+from runctl.providers.base import (
+    INTENT_GRACE_S,
+    TAG_MANAGED,
+    TAG_RESOURCE,
+    ComputeProvider,
+    LaunchPlan,
+    Machine,
+    MachineSpec,
+    ManagedResource,
+    Rate,
+)
 from runctl.providers.runpod.api import GpuType, Pod, RunpodAPI, pod_name
 from runctl.providers.runpod.graphql import GraphQLClient, resolve_api_key
 
@@ -93,6 +103,19 @@ def pod_env(env: Mapping[str, str]) -> list[dict[str, str]]:
             hint="names are letters, digits and underscores, not starting with a digit",
         )
     return [{"key": key, "value": str(value)} for key, value in env.items()]
+
+
+def managed(pod: Pod) -> ManagedResource:
+    """A runctl pod as ``resources reconcile`` sees it: its name stands in for the tags."""
+    return ManagedResource(
+        provider=PROVIDER,
+        kind=KIND,
+        cloud_id=pod.id,
+        state=pod.state,
+        zone=None,
+        tags={TAG_MANAGED: "true", TAG_RESOURCE: pod.resource_id or ""},
+        detail={"name": pod.name, "cost_per_hr": pod.cost_per_hr, "gpu": pod.gpu, "gpu_count": pod.gpu_count},
+    )
 
 
 def stopped_volume_usd_per_month(volume_gb: int | None) -> float:
@@ -301,7 +324,7 @@ class RunpodProvider(ComputeProvider):
         }
         with self.lifecycle.track(PROVIDER, KIND, job_id=job_id, spec=ledger_spec) as intent:
             name = pod_name(intent.id, spec.extra.get("label"))
-            crash_point("runpod.create.after_intent")
+            crash_point("runpod.create.intent_written")
             pod, offer = self._deploy_first_available(intent, name, base_input, offers)
             crash_point("runpod.create.after_call")
             self.ledger.add_event(
@@ -377,24 +400,53 @@ class RunpodProvider(ComputeProvider):
         """The resource's pod: by cloud id, or for an ``intent`` row by its name."""
         if resource.cloud_id:
             return self.api.get_pod(resource.cloud_id)
-        matches = [p for p in self.list_managed() if p.resource_id == resource.id]
+        matches = [p for p in self.managed_pods() if p.resource_id == resource.id]
         return matches[0] if matches else None
 
     def lookup(self, resource: Resource) -> str | None:
         pod = self.find_pod(resource)
         return pod.state if pod is not None else None
 
-    def list_managed(self) -> list[Pod]:
+    def managed_pods(self) -> list[Pod]:
         """Every live pod that runctl named (``runctl-<resource id>…``), in the ledger or not."""
         return [p for p in self.api.list_pods() if p.resource_id is not None and not p.is_gone]
 
-    def reconcile(self, resource: Resource, *, intent_grace_s: float = 600.0) -> Resource:
+    # -- discovery (resources reconcile / cleanup) ---------------------------------------------
+
+    def find(self, resource: Resource) -> ManagedResource | None:
+        """What RunPod has for a ledger row (by pod id, or by name for an ``intent`` row)."""
+        pod = self.find_pod(resource)
+        return None if pod is None else managed(pod)
+
+    def list_managed(self) -> list[ManagedResource]:
+        """Every live runctl-named pod, as reconcile compares it with the ledger."""
+        return [managed(p) for p in self.managed_pods()]
+
+    @staticmethod
+    def rate_for(found: ManagedResource) -> Rate:
+        """The pod's own ``costPerHr``: RunPod prices each pod, there is no catalogue to consult."""
+        return Rate(found.detail.get("cost_per_hr"), "rate: the pod's costPerHr at RunPod")
+
+    def retag(self, found: ManagedResource, ledger_id: str) -> None:
+        """RunPod cannot rename a pod: the adopted row is matched by pod id from now on."""
+        self.ledger.add_event(
+            "resource.reconcile",
+            f"pod {found.cloud_id} keeps its name {found.detail.get('name')!r} (RunPod cannot "
+            f"rename pods); ledger row {ledger_id} follows it by pod id",
+            resource_id=ledger_id,
+        )
+
+    @staticmethod
+    def gone_state(kind: str) -> str:
+        return "terminated"
+
+    def reconcile(self, resource: Resource, *, intent_grace_s: float = INTENT_GRACE_S) -> Resource:
         """Bring one ledger row in line with RunPod.
 
         Adopts the pod of an ``intent`` row (found by name); marks an ``intent`` row with no pod
         ``create_failed`` once it is older than ``intent_grace_s`` (a create may still be in
-        flight in another process before that); records state changes; marks a row whose pod
-        has vanished ``terminated``.
+        flight in another process before that: the same rule as ``resources reconcile``);
+        records state changes; marks a row whose pod has vanished ``terminated``.
         """
         if resource.is_gone:
             return resource
