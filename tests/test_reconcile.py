@@ -66,7 +66,8 @@ def test_sigkill_at_each_create_step_then_reconcile_leaves_nothing_unaccounted(a
         assert row.state == "intent" and row.cloud_id is None
         assert len(unaccounted(aws, ledger)) == 1
 
-    result = cli("resources", "reconcile", "--apply", "-o", "json")
+    # the crashed process is known dead: no create can be in flight, so no grace is needed
+    result = cli("resources", "reconcile", "--apply", "--intent-grace", "0", "-o", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["applied"] is True
 
@@ -78,7 +79,7 @@ def test_sigkill_at_each_create_step_then_reconcile_leaves_nothing_unaccounted(a
         assert row.cloud_id in alive_instances(aws) and row.rate_usd_per_hour == pytest.approx(0.0104)
         assert ledger.usage(resource_id=row.id)[-1].ended_at is None  # billing is now visible
     # A second reconcile has nothing left to do.
-    again = json.loads(cli("resources", "reconcile", "-o", "json").stdout)
+    again = json.loads(cli("resources", "reconcile", "--intent-grace", "0", "-o", "json").stdout)
     assert again["actions"] == []
 
 

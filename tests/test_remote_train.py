@@ -71,6 +71,18 @@ def instances(state: str | None = None) -> list[dict]:
     return [i for i in found if state is None or i["State"]["Name"] == state]
 
 
+def wait_for_checkpoint_in_storage(timeout: float = 120) -> None:
+    """Until a published checkpoint (its manifest) is in the job storage bucket."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket="runs", Prefix="runctl/jobs/").get("Contents", [])
+        if any(".runctl-manifests/" in o["Key"] for o in listed):
+            return
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint reached storage")
+
+
 def controller(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "runctl", *args],
@@ -164,7 +176,7 @@ def test_spot_notice_then_auto_resume_on_a_new_machine(cloud: MachineSimulator, 
     )
     try:
         first = cloud.wait_for_agent(timeout=60)
-        time.sleep(2)  # let it train and save a few periodic checkpoints
+        wait_for_checkpoint_in_storage()  # the script runs and has saved: now the notice
         first.imds.schedule_interruption(in_seconds=60)
         stdout, stderr = proc.communicate(timeout=240)
     finally:
@@ -178,6 +190,7 @@ def test_spot_notice_then_auto_resume_on_a_new_machine(cloud: MachineSimulator, 
     assert len(instances()) == 2 and not instances("running")  # one machine per attempt, both gone
     shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
     assert len([r for r in shown["resources"] if r["kind"] == "instance"]) == 2
+    assert (shown["preemptions"], shown["restarts"]) == (1, 0)
 
 
 def test_a_machine_that_vanishes_is_preempted(cloud: MachineSimulator, project: Path) -> None:
@@ -339,3 +352,33 @@ def test_no_capacity_anywhere_is_its_own_outcome(
     assert [j["state"] for j in jobs] == ["no_capacity"]
     assert fault_proxy.count("RunInstances") >= 1
     assert instances() == []
+
+
+def test_max_restarts_reruns_a_failed_script(cloud: MachineSimulator, project: Path) -> None:
+    (project / "flaky.py").write_text(
+        "import os, sys\nattempt = os.environ['RUNCTL_ATTEMPT']\nprint('attempt', attempt)\n"
+        "sys.exit(1 if attempt == '1' else 0)\n"
+    )
+    result = run_cli(
+        "workflow",
+        "train",
+        "flaky.py",
+        "--project-dir",
+        str(project),
+        "--instance-type",
+        "t3.micro",
+        "--max-restarts",
+        "1",
+        "--poll-interval",
+        "0.3s",
+        "-o",
+        "json",
+        cwd=project,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "succeeded" and job["attempt"] == 2
+    shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
+    assert (shown["preemptions"], shown["restarts"]) == (0, 1)
+    assert not instances("running")

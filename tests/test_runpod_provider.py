@@ -323,7 +323,7 @@ def test_intent_row_is_found_by_name_and_reconciled(
     runpod_fake.deploy({"name": pod_name(intent.id, "crashed"), "gpuTypeId": A5000}, spot=False)
     runpod_fake.deploy({"name": "someone-elses-pod", "gpuTypeId": A5000}, spot=False)
     assert provider.lookup(intent) == "running"
-    assert [p.resource_id for p in provider.list_managed()] == [intent.id]
+    assert [p.resource_id for p in provider.managed_pods()] == [intent.id]
     adopted = provider.reconcile(intent)
     assert adopted.state == "running" and adopted.cloud_id is not None
     assert adopted.rate_usd_per_hour == pytest.approx(0.27)

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import run_cli
 from tests.support.fake_runpod import FakeRunpod
 from tests.support.pod_sim import PodSimulator
-from tests.test_remote_train import TRAIN, controller
+from tests.test_remote_train import TRAIN, controller, wait_for_checkpoint_in_storage
 
 
 @pytest.fixture
@@ -94,12 +94,7 @@ def test_a_pod_that_exits_mid_run_is_preempted_and_resumed(
         while not pods.running() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert pods.running(), pods.errors
-        s3 = boto3.client("s3", region_name="us-east-1")
-        while time.monotonic() < deadline + 60:  # until a periodic checkpoint reached storage
-            listed = s3.list_objects_v2(Bucket="runs", Prefix="runctl/jobs/").get("Contents", [])
-            if any(".runctl-manifests/" in o["Key"] for o in listed):
-                break
-            time.sleep(0.2)
+        wait_for_checkpoint_in_storage()
         first = runpod_fake.pods[pods.running()[0]]
         first.status, first.started_at = "EXITED", None  # the host reclaimed it, no notice
         stdout, stderr = proc.communicate(timeout=240)

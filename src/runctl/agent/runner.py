@@ -9,6 +9,9 @@
 4. Interruptions: a spot notice from IMDS (polled every 5 s) or a SIGTERM from the OS (shutdown)
    stops the script gracefully; the grace period is cut to what the notice leaves minus a safety
    margin kept for the final upload. The job is then ``preempted``.
+   A stop request from the controller (``control/stop.json`` in storage, read every heartbeat:
+   the job reached its ``[cost] max_cost_usd``) stops the script the same graceful way; the job
+   is then ``cancelled`` (exit code 79) with the request's reason as detail.
 5. Final sync (checkpoints, log, outputs) and the final status. Outcomes: ``succeeded``,
    ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``cancelled`` (SIGINT, or the
    controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
@@ -155,6 +158,14 @@ def run_agent(
         keep_last_n=options.keep_last_n,
         output_dir=output_dir,
     )
+    stop_reasons: list[str] = []  # the controller's stop request, once read
+
+    def heartbeat() -> None:
+        sync.tick()
+        if not stop_reasons and (reason := sync.stop_request()) is not None:
+            stop_reasons.append(reason)
+            supervisor.request_stop(reason)
+
     supervisor = Supervisor(
         argv,
         env=env,
@@ -166,7 +177,7 @@ def run_agent(
         on_start=lambda pid: sync.write_status(
             state="running", pid=pid, resumed_from=str(resume_from) if resume_from else None
         ),
-        on_tick=sync.tick,
+        on_tick=heartbeat,
         tick_interval=options.heartbeat,
     )
     watcher = None
@@ -184,7 +195,7 @@ def run_agent(
     finally:
         if watcher:
             watcher.stop()
-    state, exit_code, detail = _classify(outcome, classify)
+    state, exit_code, detail = _classify(outcome, classify, stopped_for=next(iter(stop_reasons), None))
     try:
         sync.final(output_dir, state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
     except (RunctlError, OSError) as exc:
@@ -197,8 +208,13 @@ def run_agent(
     return AgentResult(state, exit_code, detail)
 
 
-def _classify(outcome: ChildOutcome, classify_local: object) -> tuple[str, int, str | None]:
-    """Local classification, plus: a spot notice or an OS SIGTERM means ``preempted``."""
+def _classify(
+    outcome: ChildOutcome, classify_local: object, *, stopped_for: str | None = None
+) -> tuple[str, int, str | None]:
+    """Local classification, plus: a spot notice or an OS SIGTERM means ``preempted``; the
+    controller's stop request (``stopped_for``) means ``cancelled`` at a limit."""
+    if stopped_for is not None:
+        return classify_local(outcome, cancelled=False, stopped_for=stopped_for)  # type: ignore[operator]
     if outcome.stop_reason is not None or outcome.signal_received == signal.SIGTERM:
         why = outcome.stop_reason or "the machine is shutting down (SIGTERM)"
         return "preempted", int(ExitCode.SIGTERM), why

@@ -5,6 +5,8 @@ Layout under the job's root (``<storage>/jobs/<job id>/``)::
     code.tar.gz                      the project, uploaded by the controller (--sync-code)
     status.json                      the heartbeat: state, attempt, exit code, last checkpoint,
                                      utilisation, times; rewritten every few seconds
+    control/stop.json                a stop request from the controller (a budget reached):
+                                     {"attempt", "reason", "requested_at"}; read every heartbeat
     logs/attempt-<N>/<seq>.log       the script's output, in chunks (S3 cannot append)
     checkpoints/                     published checkpoints (manifest written last)
     outputs/                         files the script left in RUNCTL_OUTPUT_DIR
@@ -30,6 +32,7 @@ from runctl.core.errors import RunctlError
 from runctl.storage.base import Storage
 
 STATUS_KEY = "status.json"
+STOP_KEY = "control/stop.json"
 CODE_KEY = "code.tar.gz"
 CHECKPOINTS_PREFIX = "checkpoints"
 OUTPUTS_PREFIX = "outputs"
@@ -59,6 +62,11 @@ def read_log(storage: Storage, *, after: str | None = None) -> tuple[bytes, str 
 
 def _chunk_order(key: str) -> tuple[int, str]:
     return int(key.split("/")[1].removeprefix("attempt-")), key
+
+
+def request_stop(storage: Storage, *, attempt: int, reason: str) -> None:
+    """The controller's side: ask the agent running ``attempt`` to stop the job gracefully."""
+    storage.write_json(STOP_KEY, {"attempt": attempt, "reason": reason, "requested_at": time.time()})
 
 
 def utilisation() -> dict[str, float]:
@@ -135,6 +143,18 @@ class JobSync:
             self.write_status(utilisation=utilisation())
         except (RunctlError, OSError) as exc:
             log.warning("heartbeat to storage failed (will retry): %s", exc)
+
+    def stop_request(self) -> str | None:
+        """The reason of a stop the controller asked for this attempt, or None (also when storage
+        cannot be read: the next heartbeat looks again)."""
+        try:
+            request = self.storage.read_json(STOP_KEY)
+        except (RunctlError, OSError) as exc:
+            log.warning("could not read the stop request from storage (will retry): %s", exc)
+            return None
+        if not isinstance(request, dict) or request.get("attempt") not in (None, self.status["attempt"]):
+            return None
+        return str(request.get("reason") or "stop requested by the controller")
 
     def final(self, output_dir: Path | None = None, **status: Any) -> None:
         """Everything, once more, then the final status. Raises if storage refuses."""

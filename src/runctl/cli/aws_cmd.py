@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from runctl.cli import render
+from runctl.cli.cost_cmd import OverBudgetOpt, launch_check, precheck
 from runctl.cli.options import OutputOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
@@ -49,11 +50,9 @@ def _provider(*, quiet: bool = False) -> AwsProvider:
 
 
 def _cost(provider: AwsProvider, resource_id: str | None) -> float | None:
-    from runctl.core.cost import total_cost
+    from runctl.core.cost import resource_cost
 
-    return (
-        None if resource_id is None else round(total_cost(provider.ledger.usage(resource_id=resource_id)), 6)
-    )
+    return None if resource_id is None else round(resource_cost(provider.ledger, resource_id), 6)
 
 
 def _instance_row(provider: AwsProvider, instance: Any) -> dict[str, Any]:
@@ -132,12 +131,19 @@ def create(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Return once the instance is running.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Go past aws.max_running_instances.")] = False,
+    over_budget: OverBudgetOpt = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the priced plan; create nothing.")
     ] = False,
     output: CreateOutputOpt = CreateOutput.table,
 ) -> None:
-    """Create an EC2 instance: recorded in the ledger first, tagged, priced, cleaned up on failure."""
+    """Create an EC2 instance: recorded in the ledger first, tagged, priced, cleaned up on failure.
+
+    The priced plan is checked against the [cost] limits first: a launch that would break one
+    is refused (exit 79) before anything is created, unless --over-budget.
+    """
+    if not dry_run:
+        precheck(over_budget)  # a budget already used up: refused before any AWS request
     provider = _provider(quiet=output is not CreateOutput.table)
     spec = provider.machine_spec(
         instance_type,
@@ -152,12 +158,16 @@ def create(
         name=name,
     )
     plan = provider.plan(spec)
+    verdict = launch_check(
+        plan, over_budget=over_budget, dry_run=dry_run, quiet=output is not CreateOutput.table
+    )
     summary = {
         "instance_type": spec.instance_type,
         "candidates": plan.request["candidates"],
         "image": plan.request["ami"],
         "rate_usd_per_hour": plan.rate_usd_per_hour,
         "notes": list(plan.notes),
+        "budget": {"allowed": verdict.allowed, "refusals": verdict.refusals, "warnings": verdict.warnings},
     }
     if dry_run:
         if output is CreateOutput.json:

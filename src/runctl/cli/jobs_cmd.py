@@ -94,6 +94,9 @@ def show(
     job = ledger.get_job(job_id)
     data = _job_row(job, job_cost(ledger, job.id))
     data["resources"] = [r.to_dict() for r in ledger.list_resources(job_id=job.id)]
+    kinds = [e.kind for e in ledger.events(job_id=job.id, limit=100_000)]
+    data["preemptions"] = kinds.count("job.preemption")
+    data["restarts"] = kinds.count("job.restart")
     data["events"] = [e.to_dict() for e in ledger.events(job_id=job.id, limit=20)]
     data["remote_status"] = _remote_status(job)
     if output is OutputFormat.json:
@@ -119,7 +122,7 @@ def show(
             ("state", job.state),
             ("detail", job.detail),
             ("exit code", job.exit_code),
-            ("attempt", job.attempt),
+            ("attempt", f"{job.attempt} ({data['preemptions']} preemptions, {data['restarts']} restarts)"),
             ("script", " ".join([job.script, *job.args])),
             ("created", render.when(job.created_at)),
             ("started", render.when(job.started_at)),

@@ -21,6 +21,7 @@ from runctl.cli import (
     aws_cmd,
     checkpoint_cmd,
     config_cmd,
+    cost_cmd,
     doctor_cmd,
     jobs_cmd,
     local_cmd,
@@ -109,6 +110,7 @@ app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(runpod_cmd.app, name="runpod")
 app.add_typer(aws_cmd.app, name="aws")
 app.add_typer(resources_cmd.app, name="resources")
+app.add_typer(cost_cmd.app, name="cost")
 app.add_typer(s3_cmd.app, name="s3")
 aws_cmd.app.command("train")(train_cmd.aws_train)
 runpod_cmd.app.command("train")(train_cmd.runpod_train)

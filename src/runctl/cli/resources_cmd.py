@@ -1,8 +1,10 @@
 """``runctl resources list|summary|reconcile|cleanup``: everything runctl created.
 
 ``list`` and ``summary`` read the ledger only (no cloud call). ``reconcile`` and ``cleanup``
-ask the providers that can list what they tagged (AWS today); see
-:mod:`runctl.workflows.reconcile` for what they do and never do.
+ask the providers that can list what they made (AWS by tag, RunPod by pod name); see
+:mod:`runctl.workflows.reconcile` for what they do and never do. A provider is asked when it is
+configured (AWS: a region; RunPod: an API key) or when the ledger has resources of it (then a
+missing setting is an error, not a silent skip: those resources may be billing).
 """
 
 from __future__ import annotations
@@ -30,29 +32,58 @@ app = typer.Typer(
 ProviderOpt = Annotated[
     str | None, typer.Option("--provider", help="Only this provider (aws, runpod, local).")
 ]
-DISCOVERABLE = ("aws",)
+IntentGraceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--intent-grace",
+        help="Leave 'intent' rows younger than this alone: their create may still be running "
+        "(default 10m; 0 right after a crash, when nothing else is creating).",
+    ),
+]
+DISCOVERABLE = ("aws", "runpod")
 
 
 def _discoverable(only: str | None) -> dict[str, Discoverable]:
-    """The providers reconcile/cleanup can ask; AWS is skipped when never used nor configured."""
+    """The providers reconcile/cleanup can ask (see the module docstring for which)."""
     from runctl.core.errors import ConfigError, UsageError
     from runctl.providers.aws.provider import AwsProvider
+    from runctl.providers.runpod.provider import RunpodProvider
 
     if only is not None and only not in DISCOVERABLE:
         raise UsageError(
             f"--provider {only}: reconcile and cleanup support {', '.join(DISCOVERABLE)}",
-            hint="leave out --provider, or use 'runctl runpod list' for RunPod pods",
+            hint="leave out --provider to ask every configured provider",
         )
     ledger = STATE.ledger()
-    aws = AwsProvider(ledger, STATE.loaded().config, progress=render.info)
-    try:
-        aws.ctx.region  # noqa: B018 - resolving the region is the check
-    except ConfigError:
-        if only == "aws" or ledger.list_resources(provider="aws"):
-            raise
-        render.info("AWS is not configured and the ledger has no AWS resources: skipped")
-        return {}
-    return {"aws": aws}
+    config = STATE.loaded().config
+    providers: dict[str, Discoverable] = {}
+    if only in (None, "aws"):
+        aws = AwsProvider(ledger, config, progress=render.info)
+        try:
+            aws.ctx.region  # noqa: B018 - resolving the region is the check
+            providers["aws"] = aws
+        except ConfigError:
+            if only == "aws" or ledger.list_resources(provider="aws"):
+                raise
+            render.info("AWS is not configured and the ledger has no AWS resources: skipped")
+    if only in (None, "runpod"):
+        runpod = RunpodProvider.from_config(ledger, config)
+        if only == "runpod" or runpod.has_credentials or ledger.list_resources(provider="runpod"):
+            providers["runpod"] = runpod
+        else:
+            render.info("RunPod has no API key and the ledger has no RunPod resources: skipped")
+    return providers
+
+
+def _grace(value: str | None) -> float:
+    """``--intent-grace``: a duration, or 0 (durations elsewhere must be positive)."""
+    import re
+
+    from runctl.providers.base import INTENT_GRACE_S
+
+    if value is not None and re.fullmatch(r"\s*0+(?:\.0*)?\s*(?:ms|s|m|h|d)?\s*", value):
+        return 0.0
+    return duration_arg("--intent-grace", value) or INTENT_GRACE_S
 
 
 def _lifecycle(providers: dict[str, Discoverable]) -> Any:
@@ -72,11 +103,11 @@ def list_(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """List the resources in the ledger (live ones by default), with their cost so far."""
-    from runctl.core.cost import total_cost
+    from runctl.core.cost import resource_cost
 
     ledger = STATE.ledger()
     rows = [
-        _resource_row(r, total_cost(ledger.usage(resource_id=r.id)))
+        _resource_row(r, resource_cost(ledger, r.id))
         for r in ledger.list_resources(provider=provider, include_gone=all_)
     ]
     if output is OutputFormat.json:
@@ -107,7 +138,7 @@ def list_(
 @app.command("summary")
 def summary(provider: ProviderOpt = None, output: OutputOpt = OutputFormat.table) -> None:
     """Live resources by provider, kind and state: how many, what they cost per hour, so far."""
-    from runctl.core.cost import total_cost
+    from runctl.core.cost import resource_cost
 
     ledger = STATE.ledger()
     groups: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
@@ -118,7 +149,7 @@ def summary(provider: ProviderOpt = None, output: OutputOpt = OutputFormat.table
         group = groups[(resource.provider, resource.kind, resource.state)]
         group["count"] += 1
         group["usd_per_hour"] += sum(i.rate_usd_per_hour for i in intervals if i.ended_at is None)
-        group["cost_usd"] += total_cost(intervals)
+        group["cost_usd"] += resource_cost(ledger, resource.id)
     rows = [
         {"provider": p, "kind": k, "state": s, **{key: round(v, 6) for key, v in g.items()}}
         for (p, k, s), g in sorted(groups.items())
@@ -158,15 +189,17 @@ def reconcile(
         bool, typer.Option("--apply", help="Fix the ledger (default: only show the plan).")
     ] = False,
     provider: ProviderOpt = None,
+    intent_grace: IntentGraceOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Compare the ledger with the clouds both ways; with --apply, make the ledger true."""
     from runctl.providers.aws.context import current_user
     from runctl.workflows.reconcile import apply_reconcile, plan_reconcile
 
+    grace = _grace(intent_grace)
     providers = _discoverable(provider)
-    actions = plan_reconcile(STATE.ledger(), providers, user=current_user())
-    fixes = [a for a in actions if a.action != "foreign"]
+    actions = plan_reconcile(STATE.ledger(), providers, user=current_user(), intent_grace_s=grace)
+    fixes = [a for a in actions if a.action not in ("foreign", "in_flight")]
     if apply and fixes:
         apply_reconcile(_lifecycle(providers), providers, fixes)
     if output is OutputFormat.json:
@@ -200,6 +233,7 @@ def cleanup(
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     provider: ProviderOpt = None,
+    intent_grace: IntentGraceOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Release runctl's live resources (never persistent or runctl:protect=true ones), verified.
@@ -211,8 +245,9 @@ def cleanup(
     from runctl.workflows.reconcile import plan_cleanup, run_cleanup
 
     age = duration_arg("--older-than", older_than)
+    grace = _grace(intent_grace)
     providers = _discoverable(provider)
-    items = plan_cleanup(STATE.ledger(), providers, older_than=age, now=time.time())
+    items = plan_cleanup(STATE.ledger(), providers, older_than=age, now=time.time(), intent_grace_s=grace)
     releasing = [i for i in items if i.action == "release"]
     if not dry_run and releasing and not yes:
         if not sys.stdin.isatty():

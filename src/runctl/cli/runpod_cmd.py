@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from runctl.cli import render
+from runctl.cli.cost_cmd import OverBudgetOpt, launch_check, precheck
 from runctl.cli.options import OutputOpt
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
@@ -48,7 +49,7 @@ class CreateOutput(StrEnum):
 def _provider() -> RunpodProvider:
     from runctl.providers.runpod.provider import RunpodProvider
 
-    return RunpodProvider(STATE.ledger(), STATE.loaded().config.runpod)
+    return RunpodProvider.from_config(STATE.ledger(), STATE.loaded().config)
 
 
 def pod_spec(
@@ -99,9 +100,9 @@ def _resolve(provider: RunpodProvider, ref: str) -> tuple[Resource | None, str |
 
 
 def _cost(provider: RunpodProvider, resource: Resource | None) -> float | None:
-    from runctl.core.cost import total_cost
+    from runctl.core.cost import resource_cost
 
-    return None if resource is None else total_cost(provider.ledger.usage(resource_id=resource.id))
+    return None if resource is None else resource_cost(provider.ledger, resource.id)
 
 
 def _pod_row(pod: Pod, resource: Resource | None = None, cost: float | None = None) -> dict[str, Any]:
@@ -180,6 +181,7 @@ def create(
         typer.Option(min=0.0, help="Bid in USD per GPU-hour (implies --spot; default: spot price)."),
     ] = None,
     name: Annotated[str | None, typer.Option(help="A label added to the pod name.")] = None,
+    over_budget: OverBudgetOpt = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the priced plan; create nothing.")
     ] = False,
@@ -187,13 +189,20 @@ def create(
         CreateOutput, typer.Option("--output", "-o", help="table, json, or id (just the pod id).")
     ] = CreateOutput.table,
 ) -> None:
-    """Create a GPU pod (recorded in the ledger before it is requested)."""
+    """Create a GPU pod (recorded in the ledger before it is requested).
+
+    The priced plan is checked against the [cost] limits first: a launch that would break one
+    is refused (exit 79) before anything is created, unless --over-budget.
+    """
+    if not dry_run:
+        precheck(over_budget)  # a budget already used up: refused before any RunPod request
     provider = _provider()
     spec = pod_spec(
         provider.config, gpu=gpu, gpu_count=gpu_count, cloud=cloud, disk=disk, volume=volume,
         image=image, spot=spot, bid=bid, name=name,
     )
     plan = provider.plan(spec)
+    launch_check(plan, over_budget=over_budget, dry_run=dry_run, quiet=output is not CreateOutput.table)
     if dry_run:
         if output is CreateOutput.json:
             render.print_json(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from runctl.cli import render
+from runctl.cli.cost_cmd import OverBudgetOpt
 from runctl.cli.options import OutputOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
@@ -108,7 +109,7 @@ def _aws() -> ComputeProvider:
 def _runpod() -> ComputeProvider:
     from runctl.providers.runpod.provider import RunpodProvider
 
-    return RunpodProvider(STATE.ledger(), STATE.loaded().config.runpod)
+    return RunpodProvider.from_config(STATE.ledger(), STATE.loaded().config)
 
 
 def _provider(name: str) -> ComputeProvider:
@@ -167,6 +168,7 @@ def aws_train(
     output_dir: OutDirOpt = None,
     data_s3: DataOpt = None,
     poll_interval: PollOpt = "5s",
+    over_budget: OverBudgetOpt = False,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Train SCRIPT on an EC2 machine: the agent runs it, syncing to storage; --wait follows it."""
@@ -189,6 +191,7 @@ def aws_train(
         data=data_s3,
         poll_interval=poll_interval,
     )
+    request.over_budget = over_budget
     provider = _aws()
     if instance == "new":
         request.spec = provider.machine_spec(instance_type, spot=spot)  # type: ignore[attr-defined]
@@ -221,6 +224,7 @@ def runpod_train(
     output_dir: OutDirOpt = None,
     data_s3: DataOpt = None,
     poll_interval: PollOpt = "5s",
+    over_budget: OverBudgetOpt = False,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Train SCRIPT on a new RunPod pod whose command is the agent; --wait follows it."""
@@ -263,6 +267,7 @@ def runpod_train(
         bid=bid,
         name=name,
     )
+    request.over_budget = over_budget
     return _run(_runpod(), request, output)
 
 
@@ -287,6 +292,7 @@ def workflow_train(
     output_dir: OutDirOpt = Path("outputs"),
     data_s3: DataOpt = None,
     poll_interval: PollOpt = "5s",
+    over_budget: OverBudgetOpt = False,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Create a machine, train SCRIPT on it, wait, download outputs, release the machine."""
@@ -328,6 +334,7 @@ def workflow_train(
             name=name,
         )
     request.release_at_end = not keep
+    request.over_budget = over_budget
     return _run(provider, request, output)
 
 

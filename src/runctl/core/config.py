@@ -42,6 +42,8 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    field_validator,
+    model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
@@ -118,6 +120,12 @@ class AwsConfig(_Section):
     root_volume_gb: PositiveInt = 100
     s3_bucket: str | None = None
     s3_prefix: str = "runctl"
+
+    @field_validator("s3_bucket")
+    @classmethod
+    def _bucket_name(cls, value: str | None) -> str | None:
+        """A bad bucket name is a config error on load, not a failure at the first upload."""
+        return value if value is None else _storage_check("validate_bucket", value)
     max_running_instances: PositiveInt = 10
 
 
@@ -164,7 +172,14 @@ class MonitoringConfig(_Section):
 
 
 class CostConfig(_Section):
-    """``[cost]``: budgets that refuse a launch before it overspends."""
+    """``[cost]``: budgets that refuse a launch before it overspends (see :mod:`runctl.core.budget`).
+
+    ``budget_usd`` caps the spend of a calendar ``budget_period`` (UTC); ``max_hourly_usd`` the
+    rate of everything running; ``max_cost_usd`` each job (a running job is stopped gracefully at
+    it); ``warn_at`` is the fraction of a limit that warns. Prices older than
+    ``price_stale_days`` are shown as stale; ``rate_refresh_interval`` is how often a remote
+    job's controller re-reads the price of its machine (spot prices move).
+    """
 
     budget_usd: PositiveFloat | None = None
     budget_period: Literal["day", "week", "month"] = "month"
@@ -172,6 +187,7 @@ class CostConfig(_Section):
     max_cost_usd: PositiveFloat | None = None
     warn_at: float = Field(default=0.8, gt=0, le=1)
     price_stale_days: PositiveInt = 30
+    rate_refresh_interval: Duration = 600.0
 
 
 class StorageConfig(_Section):
@@ -192,6 +208,57 @@ class StorageConfig(_Section):
     max_concurrency: int = Field(default=16, ge=1, le=256)
     max_attempts: int = Field(default=5, ge=1, le=20)
 
+    @field_validator("uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        """An ``s3://`` URI is checked on load (bucket naming rules), not at the first upload."""
+        if value is not None and value.lower().startswith("s3://"):
+            _storage_check("parse_s3_uri", value)
+        return value
+
+
+def _storage_check(name: str, value: str) -> str:
+    """Run one of :mod:`runctl.storage.uri`'s checks, as a pydantic validation error."""
+    from runctl.core.errors import RunctlError
+    from runctl.storage import uri
+
+    try:
+        getattr(uri, name)(value, arg="URI")
+    except RunctlError as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+class RetryConfig(_Section):
+    """``[retry]``: how cloud control-plane calls (AWS, RunPod) are retried, and how waits poll.
+
+    A retryable failure (throttling, 5xx, a dropped connection) is tried up to ``max_attempts``
+    times with full-jitter exponential backoff from ``initial_delay`` up to ``max_delay``, all
+    within ``deadline``; waits (instance running, volume available) poll from ``poll_interval``
+    backing off to ``poll_max_interval``. Smaller values fail fast on a flaky network; larger ones
+    ride out a long outage. (S3 transfers have their own ``[storage] max_attempts``.)
+    """
+
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    initial_delay: Duration = 0.5
+    max_delay: Duration = 20.0
+    deadline: Duration = 120.0
+    poll_interval: Duration = 1.0
+    poll_max_interval: Duration = 15.0
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> RetryConfig:
+        if self.max_delay < self.initial_delay:
+            raise ValueError(
+                f"max_delay ({self.max_delay}s) must not be less than initial_delay ({self.initial_delay}s)"
+            )
+        if self.poll_max_interval < self.poll_interval:
+            raise ValueError(
+                f"poll_max_interval ({self.poll_max_interval}s) must not be less than "
+                f"poll_interval ({self.poll_interval}s)"
+            )
+        return self
+
 
 class Config(_Section):
     """The whole configuration. Every section is optional."""
@@ -203,6 +270,7 @@ class Config(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
 
 
 @dataclass
@@ -260,6 +328,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: not UTF-8 text (byte {exc.start})",
+            path=str(path),
+            hint="save the file as UTF-8",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid TOML: {exc}",

@@ -593,6 +593,20 @@ class Ledger:
             self._transition(conn, resource_id, state, billable, detail)
         return self.get_resource(resource_id)
 
+    def update_spec(self, resource_id: str, **fields: Any) -> Resource:
+        """Merge ``fields`` into a resource's spec (what was actually placed, where its rate came
+        from): facts learnt after the intent row was written."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT spec FROM resources WHERE id = ?", (resource_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no resource {resource_id!r} in the ledger")
+            spec = {**json.loads(row["spec"]), **fields}
+            conn.execute(
+                "UPDATE resources SET spec = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(spec), time.time(), resource_id),
+            )
+        return self.get_resource(resource_id)
+
     def set_rate(self, resource_id: str, rate_usd_per_hour: float) -> None:
         """A new rate from now on (e.g. a refreshed spot price): splits the open interval."""
         with self._tx() as conn:

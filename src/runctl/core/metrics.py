@@ -129,7 +129,7 @@ class LedgerCollector(Collector):
 
 def ledger_metrics(ledger: Ledger, *, now: float) -> list[Any]:
     """The ledger-derived metric families at time ``now``."""
-    from runctl.core.cost import interval_cost
+    from runctl.core.cost import charges
 
     resources = {r.id: r for r in ledger.list_resources()}
     active = GaugeMetricFamily(
@@ -149,21 +149,20 @@ def ledger_metrics(ledger: Ledger, *, now: float) -> list[Any]:
     totals: dict[str, float] = defaultdict(float)
     rates: dict[str, float] = defaultdict(float)
     first_billable: dict[str, float] = {}
-    for interval in ledger.usage():
-        resource = resources.get(interval.resource_id)
-        provider = resource.provider if resource else "unknown"
-        cost = interval_cost(interval, now=now)
+    for charge in charges(ledger.usage(), resources, now=now):  # the providers' billing rules
+        provider = charge.provider
+        cost = charge.usd()
         totals[provider] += cost
-        if interval.job_id:
-            key = (provider, interval.job_id)
+        if charge.job_id:
+            key = (provider, charge.job_id)
             per_job[key] += cost
-            if interval.ended_at is None or now - interval.ended_at < RECENT_S:
+            if charge.open or now - charge.ended_at < RECENT_S:
                 recent_jobs.add(key)
-        if interval.ended_at is None:
-            rates[provider] += interval.rate_usd_per_hour
-        first = first_billable.get(interval.resource_id)
-        if first is None or interval.started_at < first:
-            first_billable[interval.resource_id] = interval.started_at
+        if charge.open:
+            rates[provider] += charge.rate_usd_per_hour
+        first = first_billable.get(charge.resource_id)
+        if first is None or charge.started_at < first:
+            first_billable[charge.resource_id] = charge.started_at
 
     accumulated = GaugeMetricFamily(
         "runctl_cost_accumulated_usd",

@@ -7,6 +7,10 @@ that is never overshot: a sleep that would end past the deadline is not taken. O
 anything else propagates at once, unchanged. When attempts or deadline run out the last error is
 wrapped in :class:`RetryExhaustedError`, keeping its hint.
 
+The presets' numbers are the ``[retry]`` config section (:class:`runctl.core.config.RetryConfig`):
+providers build their policies from the loaded config, so a user can make runctl fail fast on
+a flaky link or ride out a long outage without code changes.
+
 Each retry is logged (``runctl.retry`` logger, WARNING) and counted in the
 ``runctl_retries_total`` metric. boto3's own retries are set to a single attempt by the AWS
 provider so the two layers never multiply into a retry storm.
@@ -20,14 +24,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import tenacity
 
 from runctl.core.errors import RetryExhaustedError, RunctlError, is_retryable
 
+if TYPE_CHECKING:
+    from runctl.core.config import RetryConfig
+
 T = TypeVar("T")
 log = logging.getLogger("runctl.retry")
+
+
+def _default_settings() -> RetryConfig:
+    from runctl.core.config import RetryConfig
+
+    return RetryConfig()
 
 
 @dataclass(frozen=True)
@@ -49,14 +62,31 @@ class RetryPolicy:
             raise ValueError("deadline must be positive")
 
     @classmethod
-    def for_cloud_api(cls, name: str = "cloud API call") -> RetryPolicy:
-        """Cloud control-plane calls: a few quick tries, then give up within two minutes."""
-        return cls(max_attempts=6, initial_delay=0.5, max_delay=20.0, deadline=120.0, name=name)
+    def for_cloud_api(cls, name: str = "cloud API call", settings: RetryConfig | None = None) -> RetryPolicy:
+        """Cloud control-plane calls: a few quick tries, then give up within two minutes
+        (the ``[retry]`` section's numbers; its defaults when ``settings`` is None)."""
+        s = settings or _default_settings()
+        return cls(
+            max_attempts=s.max_attempts,
+            initial_delay=s.initial_delay,
+            max_delay=s.max_delay,
+            deadline=s.deadline,
+            name=name,
+        )
 
     @classmethod
-    def for_polling(cls, name: str = "poll", deadline: float = 600.0) -> RetryPolicy:
+    def for_polling(
+        cls, name: str = "poll", deadline: float = 600.0, settings: RetryConfig | None = None
+    ) -> RetryPolicy:
         """Waiting for a state (instance running, volume available): many tries, long deadline."""
-        return cls(max_attempts=10_000, initial_delay=1.0, max_delay=15.0, deadline=deadline, name=name)
+        s = settings or _default_settings()
+        return cls(
+            max_attempts=10_000,
+            initial_delay=s.poll_interval,
+            max_delay=s.poll_max_interval,
+            deadline=deadline,
+            name=name,
+        )
 
     def backoff(self, attempt: int) -> float:
         """One sample of the wait after failed attempt number ``attempt`` (1-based)."""

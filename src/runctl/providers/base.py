@@ -130,6 +130,12 @@ class ComputeProvider(ResourceProvider):
     def start(self, machine: Machine, argv: Sequence[str], env: Mapping[str, str]) -> str:
         """Start ``argv`` on ``machine`` with ``env``; returns a handle (e.g. an SSM command id)."""
 
+    def refresh_rate(self, resource: Resource) -> float | None:
+        """Re-read the price of a running machine whose price moves (spot); when it changed,
+        record it (``Ledger.set_rate``) and return it. None: unchanged or unknown. Default:
+        prices that never move."""
+        return None
+
 
 @dataclass(frozen=True)
 class Rate:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from runctl.core import checkpoints
-from runctl.core.cost import interval_cost
+from runctl.core.cost import charges
 from runctl.core.ledger import Event, Job, Ledger, Resource, UsageInterval
 
 HEARTBEAT_EVENT = "agent.heartbeat"
@@ -175,6 +175,10 @@ def snapshot(
     for interval in usage:
         if interval.job_id:
             by_job[interval.job_id].append(interval)
+    cost_by_job: dict[str, float] = defaultdict(float)  # under the providers' billing rules
+    for charge in charges(usage, {r.id: r for r in ledger.list_resources()}, now=now):
+        if charge.job_id:
+            cost_by_job[charge.job_id] += charge.usd()
 
     rows = []
     for job in jobs:
@@ -187,7 +191,7 @@ def snapshot(
                 job=job,
                 elapsed_s=None if start is None else (job.ended_at or now) - start,
                 rate_usd_per_hour=sum(iv.rate_usd_per_hour for iv in intervals if iv.ended_at is None),
-                cost_usd=sum(interval_cost(iv, now=now) for iv in intervals),
+                cost_usd=cost_by_job.get(job.id, 0.0),
                 step=step,
                 last_checkpoint=last,
                 gpu_util=[b.gpu_util for b in beats if b.gpu_util is not None][-SERIES_POINTS:],

@@ -15,8 +15,11 @@ Decisions where the issue is silent:
   else must be executable and runs directly.
 * **Outcome**: exit 0 → ``succeeded``; non-zero → ``failed`` (its code passes through);
   runctl got SIGINT/SIGTERM → ``interrupted`` (exit 130/143); ``jobs cancel`` → ``cancelled``;
-  max duration → ``timed_out`` (exit 124). A job whose runctl died without recording an outcome
-  is marked ``lost`` by the next ``jobs`` command (see :func:`reconcile_local_jobs`).
+  max duration → ``timed_out`` (exit 124); the job's cost reached ``[cost] max_cost_usd`` (at
+  ``[local] rate_usd_per_hour``, checked every second) → stopped gracefully like a Ctrl-C, then
+  ``cancelled`` with exit code 79 (see :mod:`runctl.core.budget`). A job whose runctl died
+  without recording an outcome is marked ``lost`` by the next ``jobs`` command (see
+  :func:`reconcile_local_jobs`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import BinaryIO
 
 from runctl.agent.contract import contract_env
 from runctl.core import checkpoints
+from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
 from runctl.core.errors import ExitCode, NotFoundError, ValidationError
 from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, new_id
@@ -41,6 +45,8 @@ from runctl.core.paths import ensure_dir, ensure_state_dir
 from runctl.core.shutdown import ChildOutcome, Supervisor, pid_alive
 from runctl.providers.local import KIND, LocalProvider, process_cloud_id
 
+#: How often a local job's cost is checked against ``[cost] max_cost_usd`` (a ledger read).
+BUDGET_CHECK_S = 1.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _PEP723_RE = re.compile(r"(?m)^# /// script\s*$")
 
@@ -188,6 +194,12 @@ def run_local(
         ledger.update_job(job.id, state="running", started_at=time.time())
         metrics.JOBS_STARTED.labels(provider="local").inc()
 
+    watch = JobBudgetWatch(ledger, job.id, config.cost)
+
+    def check_budget() -> None:
+        if (reason := watch.check()) is not None:
+            supervisor.request_stop(reason)
+
     supervisor = Supervisor(
         argv,
         env=env,
@@ -196,6 +208,8 @@ def run_local(
         log_path=Path(job.log_path or log_dir / f"{job.id}.log"),
         echo=echo,
         on_start=on_start,
+        on_tick=check_budget if watch.active else None,
+        tick_interval=BUDGET_CHECK_S,
     )
     try:
         outcome = supervisor.run()
@@ -217,7 +231,7 @@ def run_local(
         checkpoints.prune(checkpoint_dir, config.checkpoint.keep_last_n)
     latest = checkpoints.latest_checkpoint(checkpoint_dir)
     cancelled = ledger.get_job(job.id).cancel_requested
-    final_state, exit_code, detail = classify(outcome, cancelled=cancelled)
+    final_state, exit_code, detail = classify(outcome, cancelled=cancelled, stopped_for=watch.reason)
     ledger.finish_job(
         job.id,
         final_state,
@@ -232,8 +246,11 @@ def run_local(
     return LocalResult(job=ledger.get_job(job.id), exit_code=exit_code, outcome=outcome)
 
 
-def classify(outcome: ChildOutcome, *, cancelled: bool) -> tuple[str, int, str | None]:
-    """(final state, exit code for runctl, detail) from how the child ended."""
+def classify(
+    outcome: ChildOutcome, *, cancelled: bool, stopped_for: str | None = None
+) -> tuple[str, int, str | None]:
+    """(final state, exit code for runctl, detail) from how the child ended; ``stopped_for`` is
+    the limit that stopped it (a budget), if one did."""
     code = outcome.returncode if outcome.returncode >= 0 else 128 - outcome.returncode
     how = (
         f"exit code {outcome.returncode}"
@@ -241,6 +258,8 @@ def classify(outcome: ChildOutcome, *, cancelled: bool) -> tuple[str, int, str |
         else (f"killed by {signal.Signals(-outcome.returncode).name}")
     )
     detail = f"{how}; {outcome.killed}" if outcome.killed else how
+    if stopped_for is not None:
+        return "cancelled", int(ExitCode.BUDGET), f"stopped: {stopped_for}; {detail}"
     if cancelled:
         return "cancelled", code or int(ExitCode.SIGTERM), f"cancelled by the user; {detail}"
     if outcome.timed_out:

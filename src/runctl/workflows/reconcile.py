@@ -4,10 +4,16 @@
 the ledger's rows with what the cloud reports — in both directions:
 
 1. ``intent`` rows (a crash or failure between writing the intent and recording the answer) are
-   looked up by their ``runctl:resource`` tag: found → ``record_created`` (cloud id, state, a rate
-   from the catalogue); not found → ``never_created`` (``create_failed``). An intent row of a
-   create still in flight in another process may be marked ``create_failed`` too early; that
-   process's own update then wins, since recording a create always sets the state again.
+   looked up by their ``runctl:resource`` tag (RunPod: the pod name ``runctl-<resource id>``):
+   found → ``record_created`` (cloud id, state, a rate from the catalogue or the pod's own
+   ``costPerHr``); not found → ``never_created`` (``create_failed``) — **but only once the row is
+   older than the intent grace period** (:data:`~runctl.providers.base.INTENT_GRACE_S`, 10
+   minutes; ``resources reconcile --intent-grace``). A younger row may belong to a create still
+   in flight in another runctl process, so it is reported as ``in_flight`` and left alone
+   (cleanup skips it too). RunPod's per-row reconcile (``runpod status``) applies the same rule
+   with the same constant. Right after a crash, when no other runctl is creating anything,
+   ``--intent-grace 0`` settles such rows at once. Even a row marked too early is safe: the
+   creating process's own update wins, since recording a create always sets the state again.
 2. rows whose resource the cloud no longer has, or reports terminated/deleted → ``gone``
    (their usage interval closes).
 3. rows whose state differs from the cloud's → ``update_state`` — including a row the ledger
@@ -19,6 +25,9 @@ the ledger's rows with what the cloud reports — in both directions:
 
 Reconcile never creates or destroys cloud resources: it writes the ledger (and retags adopted
 resources). Without ``--apply`` it only prints the plan.
+
+Providers without tags (RunPod) cannot have an adopted resource retagged: the new row follows
+the resource by its cloud id, and an event says so.
 
 **Cleanup** releases live rows older than a threshold, never persistent ones and never a
 resource tagged ``runctl:protect=true``; instances go first (so their volumes detach), each
@@ -37,7 +46,7 @@ from typing import Any, Protocol
 from runctl.core.errors import RunctlError
 from runctl.core.ledger import GONE_RESOURCE_STATES, Ledger, Resource
 from runctl.core.lifecycle import Lifecycle
-from runctl.providers.aws.context import ManagedResource
+from runctl.providers.base import INTENT_GRACE_S, ManagedResource
 
 #: Cleanup releases kinds in this order (anything else last): machines before their disks.
 RELEASE_ORDER = {"instance": 0, "pod": 0, "volume": 1}
@@ -59,7 +68,7 @@ class Discoverable(Protocol):
 
     def list_managed(self) -> list[ManagedResource]: ...
 
-    def rate_for(self, found: ManagedResource) -> Any: ...
+    def rate_for(self, found: ManagedResource) -> Any: ...  # has .usd_per_hour and .note
 
     def retag(self, found: ManagedResource, ledger_id: str) -> None: ...
 
@@ -70,7 +79,7 @@ class Discoverable(Protocol):
 class Action:
     """One step of a reconcile plan."""
 
-    action: str  # record_created | never_created | gone | update_state | adopt | foreign
+    action: str  # record_created | never_created | in_flight | gone | update_state | adopt | foreign
     provider: str
     kind: str
     resource_id: str | None
@@ -87,9 +96,15 @@ class Action:
 
 
 def plan_reconcile(
-    ledger: Ledger, providers: Mapping[str, Discoverable], *, user: str | None = None
+    ledger: Ledger,
+    providers: Mapping[str, Discoverable],
+    *,
+    user: str | None = None,
+    intent_grace_s: float = INTENT_GRACE_S,
+    now: float | None = None,
 ) -> list[Action]:
     """What it takes to make the ledger agree with the clouds (nothing is changed)."""
+    now = time.time() if now is None else now
     actions: list[Action] = []
     for name, provider in providers.items():
         rows = ledger.list_resources(provider=name)
@@ -97,7 +112,8 @@ def plan_reconcile(
         by_cloud_id = {c.cloud_id: c for c in cloud}
         claimed: set[str] = set()
         for row in rows:
-            action = _row_action(row, provider, by_cloud_id)
+            young = row.state == "intent" and now - row.created_at < intent_grace_s
+            action = _row_action(row, provider, by_cloud_id, young=young)
             if action is not None:
                 actions.append(action)
             if row.cloud_id:
@@ -127,7 +143,7 @@ def plan_reconcile(
 
 
 def _row_action(
-    row: Resource, provider: Discoverable, by_cloud_id: dict[str, ManagedResource]
+    row: Resource, provider: Discoverable, by_cloud_id: dict[str, ManagedResource], *, young: bool
 ) -> Action | None:
     gone = provider.gone_state(row.kind)
 
@@ -137,6 +153,8 @@ def _row_action(
 
     if row.state == "intent":
         found = provider.find(row)
+        if found is None and young:
+            return make("in_flight", None, "no resource yet; its create may still be running", None)
         if found is None:
             return make("never_created", "create_failed", "no resource carries its tag", None)
         return make("record_created", found.state, "found by its runctl:resource tag", found)
@@ -251,6 +269,7 @@ def plan_cleanup(
     *,
     older_than: float | None = None,
     now: float | None = None,
+    intent_grace_s: float = INTENT_GRACE_S,
 ) -> list[CleanupItem]:
     """Which live rows cleanup would release, and which it keeps (and why)."""
     now = time.time() if now is None else now
@@ -262,6 +281,9 @@ def plan_cleanup(
                 continue
             if row.persistent:
                 items.append(CleanupItem(row, "skip", "persistent"))
+                continue
+            if row.state == "intent" and now - row.created_at < intent_grace_s:
+                items.append(CleanupItem(row, "skip", "being created (intent younger than the grace)"))
                 continue
             found = cloud.get(row.cloud_id or "") or provider.find(row)
             if found is not None and found.protected:

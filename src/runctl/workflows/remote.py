@@ -16,7 +16,22 @@ error):
 * ``failed_setup`` — the code bundle or the agent could not be set up;
 * ``failed_precheck`` — config, credentials or input refused before anything was created
   (never retried);
-* ``cancelled`` — the user stopped it (``--on-interrupt stop|terminate``).
+* ``cancelled`` — the user stopped it (``--on-interrupt stop|terminate``), or the job reached
+  ``[cost] max_cost_usd`` (exit code 79, the detail names the limit; checkpoints kept).
+
+Cost (:mod:`runctl.core.budget`): before a machine is created the launch's estimate is shown
+(``$/h``, and the worst case over ``--max-duration``) and checked against the ``[cost]`` limits —
+refused with :class:`BudgetError` before any mutating call unless ``over_budget``; the same check
+guards each replacement machine. While the job runs the controller re-reads its machine's price
+every ``[cost] rate_refresh_interval`` (spot prices move; :meth:`ComputeProvider.refresh_rate`)
+and watches the job's cost: at ``max_cost_usd`` it writes a stop request into the job's storage
+(:func:`runctl.agent.sync.request_stop`) that the agent's heartbeat turns into a graceful stop
+(SIGTERM, checkpoint, final sync). If the agent has not ended the job within the grace period
+plus three heartbeats and a minute, the controller releases the machine (the OS shutdown still
+gives the script its SIGTERM).
+
+Preemptions and restarts after code failures are counted apart (``job.preemption`` and
+``job.restart`` events; ``jobs show`` reports both).
 
 Auto-resume (``--auto-resume``): on ``preempted`` a replacement of the same type and market is
 launched and the agent resumes from the latest complete checkpoint in storage (attempt + 1);
@@ -35,6 +50,7 @@ overrides what is installed, e.g. a wheel URL).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import tempfile
@@ -45,10 +61,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from runctl import __version__
-from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log
+from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
+from runctl.core import budget
+from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
 from runctl.core.errors import (
     AuthError,
+    BudgetError,
     CapacityError,
     ConfigError,
     ExitCode,
@@ -58,7 +77,8 @@ from runctl.core.errors import (
     ValidationError,
 )
 from runctl.core.ledger import Job, Ledger, Resource
-from runctl.providers.base import ComputeProvider, Machine, MachineSpec
+from runctl.core.testhooks import crash_point
+from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec
 from runctl.storage import Storage, open_storage
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
@@ -66,6 +86,8 @@ from runctl.workflows.local import validate_name
 OnInterrupt = Literal["detach", "stop", "terminate"]
 AGENT_STATES_FINAL = frozenset({"succeeded", "failed", "preempted", "cancelled", "timed_out", "failed_setup"})
 GONE_MACHINE_STATES = frozenset({"terminated", "shutting-down", "stopping", "stopped", "exited", "gone"})
+#: Seconds the controller gives the agent, beyond grace + 3 heartbeats, to act on a stop request.
+STOP_SLACK_S = 60.0
 PRECHECK_ERRORS = (ConfigError, AuthError, QuotaError, ValidationError)
 
 START_SCRIPT = (
@@ -105,6 +127,7 @@ class RemoteTrain:
     outputs_to: Path | None = None
     poll_interval: float = 5.0
     env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
+    over_budget: bool = False  # launch even when a [cost] limit refuses it
 
 
 @dataclass
@@ -221,6 +244,9 @@ class RemoteTrainer:
         self.echo = echo
         self.say = say or (lambda text: None)
         self._interrupted: int | None = None
+        self._watch: JobBudgetWatch | None = None
+        self._stop_asked: float | None = None  # monotonic time the budget stop was requested
+        self._next_refresh = 0.0
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -230,7 +256,12 @@ class RemoteTrainer:
         storage_root = remote_storage_root(self.config)
         if request.machine is None and request.spec is None:
             raise ValidationError("give a machine to use or a machine spec to create")
-        plan = self.provider.plan(request.spec) if request.machine is None else None  # precheck
+        plan = None
+        if request.machine is None:
+            # a budget already used up refuses before any request; the priced plan before any write
+            budget.guard_launch(self.ledger, self.config.cost, override=request.over_budget)
+            plan = self.provider.plan(request.spec)  # precheck: read-only, priced
+            self._guard(plan, request)
         job = self.ledger.create_job(
             name=name,
             provider=self.provider.name,
@@ -240,6 +271,7 @@ class RemoteTrainer:
         )
         storage_url = f"{storage_root}/jobs/{job.id}"
         self.ledger.update_job(job.id, storage_url=storage_url)
+        crash_point("workflow.job_recorded")
         storage = job_storage(self.config, job.id)
         try:
             if request.sync_code:
@@ -248,8 +280,11 @@ class RemoteTrainer:
                         request.project_dir, Path(tmp) / CODE_KEY, must_contain=request.script
                     )
                     storage.put_file(CODE_KEY, bundle)
+                crash_point("workflow.code_uploaded")
             machine = self._machine(request, job, plan)
+            crash_point("workflow.machine_created")
             self._start(machine, job, request, storage_url, attempt=1)
+            crash_point("workflow.agent_started")
         except CapacityError as exc:
             self.ledger.finish_job(job.id, "no_capacity", detail=str(exc), exit_code=int(exc.exit_code))
             raise
@@ -262,6 +297,16 @@ class RemoteTrainer:
             raise
         self.ledger.update_job(job.id, state="running", started_at=time.time())
         return self.ledger.get_job(job.id)
+
+    def _guard(self, plan: LaunchPlan, request: RemoteTrain) -> None:
+        """Show the launch's estimate; refuse it (BudgetError) when it breaks a ``[cost]`` limit."""
+        launch = budget.estimate(plan, max_duration_s=request.max_duration)
+        self.say(launch.line())
+        verdict = budget.guard_launch(self.ledger, self.config.cost, launch, override=request.over_budget)
+        for warning in verdict.warnings:
+            self.say(f"warning: {warning}")
+        for refusal in verdict.refusals:
+            self.say(f"launching over budget ({budget.OVERRIDE_FLAG}): {refusal}")
 
     def _machine(self, request: RemoteTrain, job: Job, plan: Any) -> Machine:
         if plan is not None:
@@ -327,12 +372,19 @@ class RemoteTrainer:
         storage = job_storage(self.config, job.id)
         preemptions = restarts = 0
         spec = request.spec
+        self._watch = JobBudgetWatch(self.ledger, job.id, self.config.cost)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while True:
                 state, status = self._follow_attempt(job, storage, request)
                 if state is None:  # interrupted on the controller
                     return self._interrupt(job, request)
+                if self._watch.reason is not None and state not in ("succeeded", "cancelled"):
+                    detail = f"stopped: {self._watch.reason}; {status.get('detail') or state}"
+                    state, status = (
+                        "cancelled",
+                        {**status, "detail": detail, "exit_code": int(ExitCode.BUDGET)},
+                    )
                 machine = self._current_machine(job.id)
                 if state == "preempted" and request.auto_resume and spec is not None:
                     preemptions += 1
@@ -346,6 +398,9 @@ class RemoteTrainer:
                     job = self._next_attempt(job, request, spec, reason="failed", machine=machine)
                     continue
                 return self._finish(job, request, state, status)
+        except BudgetError as exc:  # a replacement machine was refused
+            status = {"detail": f"not resumed: {exc}", "exit_code": int(exc.exit_code)}
+            return self._finish(self.ledger.get_job(job.id), request, "cancelled", status)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -376,9 +431,40 @@ class RemoteTrainer:
                 if status.get("attempt") == job.attempt and status.get("state") in AGENT_STATES_FINAL:
                     return str(status["state"]), status
                 detail = f"machine {machine_state or 'gone'} while the job was running"
-                self.ledger.add_event("job.preempted", detail, job_id=job.id)
+                self.ledger.add_event("job.machine_gone", detail, job_id=job.id)
                 return "preempted", {"detail": detail}
+            self._watch_cost(job, storage, request)
             time.sleep(request.poll_interval)
+
+    def _watch_cost(self, job: Job, storage: Storage, request: RemoteTrain) -> None:
+        """Refresh the machine's rate now and then; stop the job at its ``max_cost_usd``."""
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + self.config.cost.rate_refresh_interval
+            machine = self._current_machine(job.id)
+            try:
+                rate = None if machine is None else self.provider.refresh_rate(machine)
+            except RunctlError as exc:
+                rate = None
+                self.ledger.add_event(
+                    "resource.rate_error", f"rate refresh failed: {exc}"[:300], job_id=job.id
+                )
+            if rate is not None and machine is not None:
+                self.say(f"{machine.cloud_id} now costs ${rate:g}/h")
+        if self._watch is None:
+            return
+        if self._stop_asked is None:
+            reason = self._watch.check()
+            if reason is not None:
+                request_stop(storage, attempt=job.attempt, reason=reason)
+                self._stop_asked = now
+                self.say(f"job {job.id}: {reason}: asking the agent to stop it (checkpoint first)")
+        elif now - self._stop_asked > request.grace_period + 3 * request.heartbeat + STOP_SLACK_S:
+            self._stop_asked = math.inf  # once
+            machine = self._current_machine(job.id)
+            if machine is not None:
+                self.say(f"the agent did not stop job {job.id}: releasing {machine.cloud_id}")
+                self._release_quietly(machine)
 
     @staticmethod
     def _read_status(storage: Storage) -> dict[str, Any]:
@@ -422,10 +508,15 @@ class RemoteTrainer:
     ) -> Job:
         attempt = job.attempt + 1
         self.say(f"job {job.id} {reason}: starting attempt {attempt} from the latest checkpoint")
+        kind = "job.preemption" if reason == "preempted" else "job.restart"
+        self.ledger.add_event(
+            kind, f"attempt {job.attempt} {reason}", job_id=job.id, data={"attempt": job.attempt}
+        )
         self.ledger.update_job(job.id, attempt=attempt)
         job = self.ledger.get_job(job.id)
         target: Machine | None = None
-        reusable = machine is not None and not self.provider.command_at_creation
+        # the agent's dead-man switch ends its machine with the attempt unless --keep
+        reusable = machine is not None and request.keep_machine and not self.provider.command_at_creation
         if reusable and machine is not None and self.provider.lookup(machine) == "running":
             target = Machine(
                 resource_id=machine.id, cloud_id=machine.cloud_id or "", state="running", zone=machine.zone
@@ -438,7 +529,9 @@ class RemoteTrainer:
                 raise ValidationError("the job's machine is gone and no spec was given to replace it")
             if self.provider.command_at_creation:
                 spec = self._with_command(spec, job, request, attempt=attempt)
-            target = self.provider.apply(self.provider.plan(spec), job_id=job.id)[0]
+            plan = self.provider.plan(spec)
+            self._guard(plan, request)
+            target = self.provider.apply(plan, job_id=job.id)[0]
         self._start(target, job, request, job.storage_url or "", attempt=attempt)
         return job
 

@@ -15,7 +15,9 @@ Decisions the issue left open, recorded here:
   so recovery after a crash is by tag only. Their rate is the snapshot $/GB-month × the volume
   size: an upper bound, since a snapshot stores only the blocks in use.
 * Billing: a volume bills from ``creating`` until deleted, attached or not; a snapshot while it
-  is ``pending`` or ``completed``.
+  is ``pending`` or ``completed``. A volume's rate includes its provisioned IOPS / throughput
+  extras (gp3 above the free baseline, io1, io2 by tier; see :mod:`.pricing`), prorated per
+  second like the storage itself.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ class Volume:
             detail={
                 "size_gb": self.size_gb,
                 "volume_type": self.volume_type,
+                "iops": self.iops,
+                "throughput": self.throughput,
                 "attached_to": self.attached_to,
             },
         )
@@ -317,7 +321,7 @@ class Volumes:
                 settle_failed_create(self.ctx, self.lifecycle, intent)
                 raise
             crash_point("aws.ebs.create.after_call")
-            price = pricing.ebs(volume_type, size_gb, region)
+            price = pricing.ebs(volume_type, size_gb, region, iops=iops, throughput=throughput)
             row = self.lifecycle.created(
                 intent,
                 cloud_id=volume.id,

@@ -22,6 +22,8 @@ Decisions the issue left open, recorded here:
   attempt itself retried on throttling under the cloud API policy).
 * **Spot** uses ``run_instances`` with ``InstanceMarketOptions`` (one-time, terminate on
   interruption), never the legacy spot-request API. One-time spot instances cannot be stopped.
+  The ledger row's spec records the market actually placed (``market``: a spot request that fell
+  back is ``on-demand``) and where the rate came from (``rate``: source, date, note).
 * **Guard.** At most ``[aws] max_running_instances`` (default 10) runctl-managed instances
   pending/running in the region; machines runctl did not create are not counted. ``--yes``
   overrides. Checked before the intent is written, for ``create`` and ``start``.
@@ -37,6 +39,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from runctl.core import prices
 from runctl.core.errors import (
     BudgetError,
     CapacityError,
@@ -329,6 +332,11 @@ class Instances:
         rate = spot_rates[first["zone"]] if first["market"] == "spot" else on_demand
         notes = [f"image {ami.image_id} ({ami.name}) from {ami.source}", *ami.notes]
         notes += [p for p in dict.fromkeys((rate.note, on_demand.note)) if p]
+        if on_demand.as_of and prices.age_days(on_demand.as_of) > self.stale_days:
+            notes.append(
+                f"the on-demand price of {itype.name} is dated {on_demand.as_of}, older than "
+                f"[cost] price_stale_days ({self.stale_days}); refresh: runctl cost prices --refresh"
+            )
         if spec.spot and fallback:
             notes.append("falls back to on-demand if no zone has spot capacity")
         return LaunchPlan(
@@ -467,6 +475,8 @@ class Instances:
                 rate_usd_per_hour=price.usd_per_hour,
                 zone=instance.zone,
             )
+            # what was placed and where its rate came from (cost reports, spot refresh)
+            row = self.lifecycle.ledger.update_spec(row.id, market=market, rate=price.to_dict())
             if price.note:
                 self.lifecycle.ledger.add_event(
                     "resource.rate", price.note, job_id=job_id, resource_id=row.id

@@ -54,7 +54,13 @@ class AwsProvider(ComputeProvider):
         config = config or Config()
         self.config = config
         self.ledger = ledger
-        self.ctx = AwsContext(config.aws, region=region, api=api, poll=poll, progress=progress)
+        self.ctx = AwsContext(
+            config.aws,
+            region=region,
+            api=api or RetryPolicy.for_cloud_api("AWS API call", config.retry),
+            poll=poll or RetryPolicy.for_polling("AWS wait", settings=config.retry),
+            progress=progress,
+        )
         self.lifecycle = Lifecycle(ledger, {self.name: self}, retry=self.ctx.api)
         self.amis = AmiResolver(self.ctx, owners=ami_owners)
         self.instances = ec2.Instances(
@@ -204,6 +210,33 @@ class AwsProvider(ComputeProvider):
         )
         return str(answer["Command"]["CommandId"])
 
+    def refresh_rate(self, resource: Resource) -> float | None:
+        """A running spot instance's current spot price for its zone, recorded when it moved.
+
+        An unbelievable quote (see :mod:`.pricing`; moto's constant one) changes nothing: the
+        rate recorded at launch, an upper bound, stays.
+        """
+        spec = resource.spec
+        if resource.kind != ec2.KIND or spec.get("market") != "spot" or resource.is_gone:
+            return None
+        instance_type = str(spec.get("instance_type"))
+        on_demand = pricing.on_demand(instance_type, resource.region or self.ctx.region)
+        quote = pricing.spot_quotes(self.ctx, instance_type).get(resource.zone or "")
+        price = pricing.spot(quote, on_demand, stale_days=self.config.cost.price_stale_days)
+        if price.source != "spot-price-history" or price.usd_per_hour == resource.rate_usd_per_hour:
+            return None
+        assert price.usd_per_hour is not None
+        self.ledger.set_rate(resource.id, price.usd_per_hour)
+        self.ledger.update_spec(resource.id, rate=price.to_dict())
+        self.ledger.add_event(
+            "resource.rate",
+            f"spot price of {instance_type} in {resource.zone} is now ${price.usd_per_hour:g}/h "
+            f"(was ${resource.rate_usd_per_hour or 0:g}/h)",
+            job_id=resource.job_id,
+            resource_id=resource.id,
+        )
+        return price.usd_per_hour
+
     # -- ResourceProvider ---------------------------------------------------------------------
 
     def lookup(self, resource: Resource) -> str | None:
@@ -245,7 +278,14 @@ class AwsProvider(ComputeProvider):
             return on_demand
         if found.kind == ebs.SNAPSHOT:
             return pricing.ebs("snapshot", found.detail["size_gb"], region)
-        return pricing.ebs(found.detail["volume_type"], found.detail["size_gb"], region)
+        detail = found.detail
+        return pricing.ebs(
+            detail["volume_type"],
+            detail["size_gb"],
+            region,
+            iops=detail.get("iops"),
+            throughput=detail.get("throughput"),
+        )
 
     def retag(self, found: ManagedResource, ledger_id: str) -> None:
         """Point a resource's ``runctl:resource`` tag at its (new) ledger row."""

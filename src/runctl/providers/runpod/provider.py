@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runctl.core.config import RunpodConfig
+from runctl.core.config import Config, RunpodConfig
 from runctl.core.errors import (
     AuthError,
     CapacityError,
@@ -54,6 +54,7 @@ from runctl.core.errors import (
 )
 from runctl.core.ledger import Ledger, Resource
 from runctl.core.lifecycle import Lifecycle
+from runctl.core.retry import RetryPolicy
 from runctl.core.testhooks import crash_point
 from runctl.providers.base import (
     INTENT_GRACE_S,
@@ -151,17 +152,24 @@ class RunpodProvider(ComputeProvider):
         *,
         api: RunpodAPI | None = None,
         confirm_timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.ledger = ledger
         self.config = config or RunpodConfig()
         self._api = api
-        self.lifecycle = Lifecycle(ledger, {PROVIDER: self})
+        self.retry = retry or RetryPolicy.for_cloud_api("RunPod API call")
+        self.lifecycle = Lifecycle(ledger, {PROVIDER: self}, retry=self.retry)
         self.confirm_timeout = confirm_timeout
+
+    @classmethod
+    def from_config(cls, ledger: Ledger, config: Config) -> RunpodProvider:
+        """The provider as the CLI builds it: ``[runpod]`` settings, ``[retry]`` policy."""
+        return cls(ledger, config.runpod, retry=RetryPolicy.for_cloud_api("RunPod API call", config.retry))
 
     @property
     def api(self) -> RunpodAPI:
         if self._api is None:
-            client = GraphQLClient(self.config.api_url, resolve_api_key(self.config))
+            client = GraphQLClient(self.config.api_url, resolve_api_key(self.config), retry=self.retry)
             self._api = RunpodAPI(client)
         return self._api
 
@@ -341,6 +349,8 @@ class RunpodProvider(ComputeProvider):
                 state=pod.state,
                 rate_usd_per_hour=pod.cost_per_hr or offer.rate_usd_per_hour,
             )
+            self.ledger.update_spec(resource.id, gpu_type=offer.gpu_type_id, cloud=offer.cloud.lower())
+        crash_point("runpod.create.ledger_updated")
         return Machine(resource_id=resource.id, cloud_id=pod.id, state=resource.state)
 
     def _deploy_first_available(
@@ -464,6 +474,22 @@ class RunpodProvider(ComputeProvider):
         if pod.state != resource.state:
             return self.lifecycle.transition(resource, pod.state, detail="observed at RunPod")
         return resource
+
+    def refresh_rate(self, resource: Resource) -> float | None:
+        """The pod's ``costPerHr`` now, recorded when it changed (e.g. a new bid)."""
+        if resource.kind != KIND or not resource.cloud_id or resource.is_gone:
+            return None
+        pod = self.api.get_pod(resource.cloud_id)
+        if pod is None or not pod.cost_per_hr or pod.cost_per_hr == resource.rate_usd_per_hour:
+            return None
+        self.ledger.set_rate(resource.id, pod.cost_per_hr)
+        self.ledger.add_event(
+            "resource.rate",
+            f"pod {pod.id} now costs ${pod.cost_per_hr:g}/h (was ${resource.rate_usd_per_hour or 0:g}/h)",
+            job_id=resource.job_id,
+            resource_id=resource.id,
+        )
+        return pod.cost_per_hr
 
     # -- stop, resume, release -----------------------------------------------------------------
 
