@@ -126,6 +126,9 @@ def test_workflow_train_runs_collects_outputs_and_terminates(
     assert all(i["State"]["Name"] == "terminated" for i in instances())  # nothing left billing
     log = run_cli("logs", job["id"]).stdout
     assert f"argv: {hostile!r}" in log  # hostile arguments arrived unchanged as argv
+    events = json.loads(run_cli("events", "--job", job["id"], "-o", "json").stdout)
+    beats = [e for e in events if e["kind"] == "agent.heartbeat"]
+    assert beats and "load_per_cpu" in beats[0]["data"]  # the agent's utilisation, for `top`
     machine = next(iter(cloud.machines.values()))
     assert not (machine.root.parent / "escaped").exists()
 

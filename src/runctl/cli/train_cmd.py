@@ -16,6 +16,7 @@ import typer
 
 from runctl.cli import render
 from runctl.cli.cost_cmd import OverBudgetOpt
+from runctl.cli.observe import MetricsPortOpt, metrics_server
 from runctl.cli.options import OutputOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
@@ -120,7 +121,9 @@ def _provider(name: str) -> ComputeProvider:
     return _aws() if name == "aws" else _runpod()
 
 
-def _run(provider: ComputeProvider, request: RemoteTrain, output: OutputFormat) -> int:
+def _run(
+    provider: ComputeProvider, request: RemoteTrain, output: OutputFormat, metrics_port: int | None
+) -> int:
     from runctl.workflows.remote import RemoteTrainer
 
     quiet = output is OutputFormat.json
@@ -135,7 +138,8 @@ def _run(provider: ComputeProvider, request: RemoteTrain, output: OutputFormat) 
     render.info(f"job {job.id} ({job.name}) started; storage {job.storage_url}")
     exit_code = 0
     if request.wait:
-        result = trainer.wait(job.id, request)
+        with metrics_server(metrics_port, STATE.loaded().config, STATE.ledger()):
+            result = trainer.wait(job.id, request)
         job, exit_code = result.job, result.exit_code
         render.info(f"job {job.id} {job.state}" + (f": {job.detail}" if job.detail else ""))
     else:
@@ -169,6 +173,7 @@ def aws_train(
     data_s3: DataOpt = None,
     poll_interval: PollOpt = "5s",
     over_budget: OverBudgetOpt = False,
+    metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Train SCRIPT on an EC2 machine: the agent runs it, syncing to storage; --wait follows it."""
@@ -197,7 +202,7 @@ def aws_train(
         request.spec = provider.machine_spec(instance_type, spot=spot)  # type: ignore[attr-defined]
     else:
         request.machine = instance
-    return _run(provider, request, output)
+    return _run(provider, request, output, metrics_port)
 
 
 def runpod_train(
@@ -225,6 +230,7 @@ def runpod_train(
     data_s3: DataOpt = None,
     poll_interval: PollOpt = "5s",
     over_budget: OverBudgetOpt = False,
+    metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Train SCRIPT on a new RunPod pod whose command is the agent; --wait follows it."""
@@ -268,7 +274,7 @@ def runpod_train(
         name=name,
     )
     request.over_budget = over_budget
-    return _run(_runpod(), request, output)
+    return _run(_runpod(), request, output, metrics_port)
 
 
 @workflow_app.command("train")
@@ -293,6 +299,7 @@ def workflow_train(
     data_s3: DataOpt = None,
     poll_interval: PollOpt = "5s",
     over_budget: OverBudgetOpt = False,
+    metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Create a machine, train SCRIPT on it, wait, download outputs, release the machine."""
@@ -335,13 +342,14 @@ def workflow_train(
         )
     request.release_at_end = not keep
     request.over_budget = over_budget
-    return _run(provider, request, output)
+    return _run(provider, request, output, metrics_port)
 
 
 def jobs_wait(
     job_id: Annotated[str, typer.Argument(metavar="JOB", help="A remote job to follow.")],
     auto_resume: ResumeOpt = False,
     poll_interval: PollOpt = "5s",
+    metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Reattach to a remote job: follow its log and outcome until it ends."""
@@ -368,7 +376,8 @@ def jobs_wait(
     trainer = RemoteTrainer(
         provider, ledger, STATE.loaded().config, echo=None if quiet else sys.stdout.buffer, say=render.info
     )
-    result = trainer.wait(job.id, request)
+    with metrics_server(metrics_port, STATE.loaded().config, ledger):
+        result = trainer.wait(job.id, request)
     if quiet:
         render.print_json({"job": result.job.to_dict(), "exit_code": result.exit_code})
     else:

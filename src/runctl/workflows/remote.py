@@ -88,6 +88,7 @@ AGENT_STATES_FINAL = frozenset({"succeeded", "failed", "preempted", "cancelled",
 GONE_MACHINE_STATES = frozenset({"terminated", "shutting-down", "stopping", "stopped", "exited", "gone"})
 #: Seconds the controller gives the agent, beyond grace + 3 heartbeats, to act on a stop request.
 STOP_SLACK_S = 60.0
+HEARTBEAT_EVENT_INTERVAL_S = 30.0
 PRECHECK_ERRORS = (ConfigError, AuthError, QuotaError, ValidationError)
 
 START_SCRIPT = (
@@ -412,6 +413,7 @@ class RemoteTrainer:
         self, job: Job, storage: Storage, request: RemoteTrain
     ) -> tuple[str | None, dict[str, Any]]:
         last_chunk: str | None = None
+        last_heartbeat = 0.0
         while True:
             if self._interrupted is not None:
                 return None, {}
@@ -422,6 +424,7 @@ class RemoteTrainer:
                     self.echo.write(data)
                     self.echo.flush()
             attempt_status = status if status.get("attempt") == job.attempt else {}
+            last_heartbeat = self._record_heartbeat(job, attempt_status, last_heartbeat)
             if attempt_status.get("state") in AGENT_STATES_FINAL:
                 return str(attempt_status["state"]), attempt_status
             machine_state = self._machine_state(job.id)
@@ -465,6 +468,19 @@ class RemoteTrainer:
             if machine is not None:
                 self.say(f"the agent did not stop job {job.id}: releasing {machine.cloud_id}")
                 self._release_quietly(machine)
+
+    def _record_heartbeat(self, job: Job, status: dict[str, Any], last: float) -> float:
+        """Keep the agent's utilisation in the ledger (``runctl top`` draws it), every 30 s."""
+        updated = float(status.get("updated_at") or 0.0)
+        if updated - last < HEARTBEAT_EVENT_INTERVAL_S or "utilisation" not in status:
+            return last
+        self.ledger.add_event(
+            "agent.heartbeat",
+            f"agent {status.get('state')}",
+            job_id=job.id,
+            data={"attempt": job.attempt, **status["utilisation"]},
+        )
+        return updated
 
     @staticmethod
     def _read_status(storage: Storage) -> dict[str, Any]:
