@@ -42,6 +42,7 @@ while step < 100000:
 
 
 def ledger_at(state: Path) -> Ledger:
+    state.mkdir(parents=True, exist_ok=True)
     return Ledger(state / "ledger.db")
 
 

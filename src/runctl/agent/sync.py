@@ -168,4 +168,4 @@ class JobSync:
             ]
             if pairs:
                 self.storage.upload_files(pairs)
-        self.write_status(**status)
+        self.write_status(utilisation=utilisation(), **status)

@@ -69,12 +69,13 @@ def launch_check(
 
     launch = budget.estimate(plan, max_duration_s=max_duration_s)
     limits = STATE.loaded().config.cost
+    if not quiet:
+        render.info(launch.line())
     if dry_run:
         verdict = budget.assess(STATE.ledger(), limits, launch)
     else:
         verdict = budget.guard_launch(STATE.ledger(), limits, launch, override=over_budget)
     if not quiet:
-        render.info(launch.line())
         for warning in verdict.warnings:
             render.info(f"warning: {warning}")
         for refusal in verdict.refusals:
