@@ -43,7 +43,8 @@ def test_create_is_recorded_first_tagged_and_priced(fault_proxy, aws):
     assert sent["Iops"] == ["4000"] and sent["Throughput"] == ["250"]
 
     assert row.cloud_id == volume.id and row.state == "available" and row.zone == "us-east-1b"
-    assert row.rate_usd_per_hour == pytest.approx(0.08 * 100 / 730, rel=1e-4)
+    # storage + the gp3 extras above the free 3000 IOPS / 125 MB/s (cost-truth pricing)
+    assert row.rate_usd_per_hour == pytest.approx((0.08 * 100 + 1000 * 0.005 + 125 * 0.04) / 730, rel=1e-4)
     (interval,) = provider.ledger.usage(resource_id=row.id)
     assert interval.ended_at is None  # a volume bills while it exists
 

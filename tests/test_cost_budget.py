@@ -72,7 +72,7 @@ def test_aws_create_over_the_hourly_limit_is_refused_before_run_instances(fault_
     result = run_cli("aws", "create", "t3.micro", env={"RUNCTL_COST__MAX_HOURLY_USD": "0.005"})
     assert result.returncode == 79, result.stderr
     assert "estimate: 1 x t3.micro" in result.stderr and "$0.0104/h" in result.stderr
-    assert "launch refused" in result.stderr and "max_hourly_usd = $0.0050" in result.stderr
+    assert "launch refused" in result.stderr and "max_hourly_usd = $0.005/h" in result.stderr
     assert "hint:" in result.stderr and "--over-budget" in result.stderr
     assert mutations(fault_proxy) == []
     assert fault_proxy.count("DescribeInstanceTypes") >= 1  # the plan's read-only pricing calls
@@ -119,10 +119,18 @@ def test_an_unknown_rate_is_refused_while_a_budget_is_set(fault_proxy, aws):
 def test_runpod_create_is_refused_before_any_deploy(runpod_fake: FakeRunpod, isolated_env):
     result = run_cli("runpod", "create", "--gpu", "RTX 4090", env={"RUNCTL_COST__MAX_HOURLY_USD": "0.5"})
     assert result.returncode == 79, result.stderr
-    assert "$0.6900/h" in result.stderr and "--over-budget" in result.stderr
+    assert "$0.69/h" in result.stderr and "--over-budget" in result.stderr
     assert runpod_fake.count("podFindAndDeployOnDemand") == 0
     assert runpod_fake.count("podRentInterruptable") == 0
     assert runpod_fake.live_pods() == [] and ledger_at(isolated_env).list_resources() == []
+
+
+def test_a_used_up_budget_refuses_runpod_before_any_request(runpod_fake: FakeRunpod, isolated_env):
+    spend_now(isolated_env, usd_per_second=10.0)
+    env = {"RUNCTL_COST__BUDGET_USD": "5", "RUNCTL_COST__BUDGET_PERIOD": "day"}
+    result = run_cli("runpod", "create", "--gpu", "RTX 4090", env=env)
+    assert result.returncode == 79 and "spent this day" in result.stderr, result.stderr
+    assert runpod_fake.requests == []
 
 
 def test_workflow_train_worst_case_over_the_job_limit_is_refused(fault_proxy, aws, tmp_path, isolated_env):
@@ -188,8 +196,9 @@ def test_a_local_job_over_max_cost_is_cancelled_with_its_checkpoint(tmp_path, is
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
     env = {
-        "RUNCTL_LOCAL__RATE_USD_PER_HOUR": "3600",
+        "RUNCTL_LOCAL__RATE_USD_PER_HOUR": "1800",  # $0.50 a second, checked every second
         "RUNCTL_COST__MAX_COST_USD": "2",
+        "RUNCTL_COST__WARN_AT": "0.5",  # some check lands in [$1, $2): a warning first
         "RUNCTL_LOCAL__GRACE_PERIOD": "20s",
     }
     started = time.monotonic()
@@ -252,3 +261,51 @@ def test_a_stop_request_for_another_attempt_is_ignored(tmp_path):
     assert sync.stop_request() is None
     request_stop(storage, attempt=3, reason="now")
     assert sync.stop_request() == "now" and storage.exists(STOP_KEY)
+
+
+def test_a_remote_job_over_max_cost_is_stopped_by_its_agent(aws, tmp_path, isolated_env):
+    """End to end on the machine simulator: the controller sees the job pass its limit, writes
+    the stop request; the agent's heartbeat stops the script, which saves; the job is cancelled."""
+    import boto3
+
+    from tests.support.machine_sim import MachineSimulator
+
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="runs")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(TRAIN)
+    # t3.micro bills at least 60 s: $0.000173, over this limit as soon as it runs
+    env = {
+        "RUNCTL_COST__MAX_COST_USD": "0.0001",
+        "RUNCTL_STORAGE__URI": "s3://runs/runctl",
+        "RUNCTL_AWS__REGION": "us-east-1",
+    }
+    sim = MachineSimulator(tmp_path / "machines", aws)
+    try:
+        refused = run_cli(
+            "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+            env=env, cwd=project,
+        )  # fmt: skip
+        assert refused.returncode == 79 and "60 s billing minimum" in refused.stderr
+        result = run_cli(
+            "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+            "--poll-interval", "0.3s", "--over-budget", "-o", "json", env=env, cwd=project, timeout=180,
+        )  # fmt: skip
+    finally:
+        sim.close()
+    assert result.returncode == 79, result.stderr + str(sim.errors)
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "cancelled" and job["exit_code"] == 79
+    assert "max_cost_usd = $0.0001" in job["detail"]
+    assert "asking the agent to stop it" in result.stderr
+    s3 = boto3.client("s3", region_name="us-east-1")
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket="runs", Prefix=f"runctl/jobs/{job['id']}/")["Contents"]
+    ]
+    assert any("/checkpoints/" in k for k in keys), keys  # saved on the stop, kept
+    assert any(k.endswith("control/stop.json") for k in keys)
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    states = [i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert states and all(s == "terminated" for s in states)
+    kinds = [e.kind for e in ledger_at(isolated_env).events(job_id=job["id"], limit=200)]
+    assert "budget.stop" in kinds

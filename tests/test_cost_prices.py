@@ -327,3 +327,37 @@ def test_on_demand_and_unknown_rates_show_in_report_notes(tmp_path: Path) -> Non
     ledger.mark_created(unknown.id, cloud_id="i-1", state="running", billable=True, rate_usd_per_hour=None)
     notes = cost.report(ledger, by="resource").notes
     assert notes == [f"{unknown.id} (aws instance i-1): no price known (not in the catalogue); counted as $0"]
+
+
+def test_the_maintainer_script_regenerates_from_the_price_list(fault_proxy, tmp_path) -> None:
+    """scripts/regen_prices.py against the recorded answer (a price moved): the change is
+    listed, what the API did not answer is kept and said, and --dry-run writes nothing."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    moved = json.dumps(recorded_answer()).replace("1.0060000000", "1.1000000000").encode()
+    empty = json.dumps({"FormatVersion": "aws_v1", "PriceList": []}).encode()
+
+    def rule(request: Request) -> Fault | None:
+        if request.action != "GetProducts":
+            return None
+        wanted = {f["Field"]: f["Value"] for f in json.loads(request.body)["Filters"]}
+        hit = wanted.get("instanceType") == "g5.xlarge"
+        return Fault(200, moved if hit else empty, {"Content-Type": "application/x-amz-json-1.1"})
+
+    fault_proxy.rule = rule
+    catalogue = REPO / "src" / "runctl" / "data" / "aws_ec2_prices.json"
+    before = catalogue.read_bytes()
+    script = str(REPO / "scripts" / "regen_prices.py")
+    argv = [sys.executable, script, "--dry-run", "--no-runpod", "--regions", "us-east-1"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "aws: ec2_on_demand_usd_per_hour us-east-1 g5.xlarge: 1.1 (was 1.006 of 2025-05-01)" in proc.stdout
+    assert "kept (not answered by the API): aws us-east-1 t3.micro" in proc.stderr
+    assert "kept (not answered by the API): aws us-east-1 ebs gp3" in proc.stderr
+    assert catalogue.read_bytes() == before
+    asked = [json.loads(r.body) for r in fault_proxy.requests if r.action == "GetProducts"]
+    families = {f["Value"] for a in asked for f in a["Filters"] if f["Field"] == "productFamily"}
+    assert families == {"Storage", "System Operation", "Provisioned Throughput", "Storage Snapshot"}

@@ -205,3 +205,45 @@ def test_cli_intent_grace_option(runpod_fake: FakeRunpod, monkeypatch: pytest.Mo
 
     bad = run_cli("resources", "reconcile", "--intent-grace", "soon")
     assert bad.returncode == 64 and "--intent-grace" in bad.stderr
+
+
+# -- other processes at work while reconcile runs ---------------------------------------------
+
+
+def test_a_stale_plan_never_overrides_a_newer_state(
+    provider: RunpodProvider, runpod_fake: FakeRunpod, ledger: Ledger
+) -> None:
+    resource_id, pod_id = create(provider)
+    runpod_fake.pods[pod_id].status = "EXITED"
+    [action] = reconcile(provider, apply=False)
+    assert (action.action, action.to_state) == ("update_state", "exited")
+    # meanwhile another runctl process terminates the pod and records it
+    runpod_fake.pods[pod_id].status = "TERMINATED"
+    ledger.transition(resource_id, "terminated", billable=False, detail="terminated by another process")
+
+    apply_reconcile(provider.lifecycle, {"runpod": provider}, [action])
+    assert ledger.get_resource(resource_id).state == "terminated"  # not brought back to life
+
+
+def test_a_create_in_flight_is_not_adopted_as_a_stray(
+    provider: RunpodProvider, runpod_fake: FakeRunpod, ledger: Ledger
+) -> None:
+    class Racing:
+        """Another process writes its intent and creates its pod while reconcile is running:
+        after reconcile read the ledger, before it lists the pods."""
+
+        name = "runpod"
+
+        def __getattr__(self, attr: str):  # type: ignore[no-untyped-def]
+            return getattr(provider, attr)
+
+        def list_managed(self):  # type: ignore[no-untyped-def]
+            intent = ledger.record_intent(provider="runpod", kind="pod")
+            runpod_fake.deploy({"name": pod_name(intent.id), "gpuTypeId": A5000}, spot=False)
+            return provider.list_managed()
+
+    assert plan_reconcile(ledger, {"runpod": Racing()}) == []  # type: ignore[dict-item]
+    [row] = ledger.list_resources()
+    assert row.state == "intent"  # its own process records the pod; the next reconcile would too
+    [action] = reconcile(provider)
+    assert action.action == "record_created"

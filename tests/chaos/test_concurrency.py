@@ -1,6 +1,7 @@
 """Concurrency: eight runctl processes at once create, list and terminate instances on moto,
-sharing one ledger. The ledger must stay intact (``PRAGMA integrity_check``) and exact: every
-instance created is in it exactly once, every one terminated is recorded terminated, and the
+sharing one ledger, while four ``resources reconcile --apply`` run among them. The ledger must
+stay intact (``PRAGMA integrity_check``) and exact: every instance created is in it exactly once,
+every one terminated is recorded terminated, no in-flight create is written off, and the
 ledger's live rows are exactly what moto has alive."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ WORKERS = 8
 
 
 def worker(n: int) -> dict[str, Any]:
-    """Create two instances, list, terminate the first; every other worker also lists resources."""
+    """Create two instances, list, terminate the first; every other worker also reconciles."""
     created = []
     for _ in range(2):
         result = no_traceback(run_cli("aws", "create", "t3.micro", "-o", "id", "--yes", timeout=180))
@@ -30,8 +31,9 @@ def worker(n: int) -> dict[str, Any]:
     assert listed.returncode == 0, listed.stderr
     seen = {i["id"] for i in json.loads(listed.stdout)}
     assert set(created) <= seen  # a process sees its own writes
-    if n % 2:
-        assert run_cli("resources", "list", "-o", "json", timeout=180).returncode == 0
+    if n % 2:  # while the others are still creating: their intents must be left alone
+        reconciled = no_traceback(run_cli("resources", "reconcile", "--apply", "-o", "json", timeout=180))
+        assert reconciled.returncode == 0, reconciled.stderr
     done = no_traceback(run_cli("aws", "terminate", created[0], timeout=180))
     assert done.returncode == 0, done.stderr
     return {"created": created, "terminated": [created[0]]}
@@ -51,6 +53,7 @@ def test_eight_processes_share_the_ledger(aws: str, isolated_env: Path, figures:
     conn = sqlite3.connect(db)
     try:
         rows = conn.execute("SELECT cloud_id, state FROM resources WHERE kind = 'instance'").fetchall()
+        table = conn.execute("SELECT id, cloud_id, state, spec FROM resources").fetchall()
         intents = conn.execute("SELECT count(*) FROM events WHERE kind = 'resource.intent'").fetchone()[0]
         open_usage = conn.execute(
             "SELECT count(*) FROM usage u JOIN resources r ON r.id = u.resource_id"
@@ -59,14 +62,16 @@ def test_eight_processes_share_the_ledger(aws: str, isolated_env: Path, figures:
     finally:
         conn.close()
     by_cloud = dict(rows)
-    assert len(rows) == len(by_cloud) == 2 * WORKERS  # each instance exactly once, no stray rows
-    assert set(by_cloud) == set(created)
+    report = f"created={created} terminated={terminated} ledger={table}"
+    assert len(rows) == len(by_cloud) == 2 * WORKERS, report  # each instance exactly once
+    assert set(by_cloud) == set(created), report
     assert intents == 2 * WORKERS  # one intent per create, none lost or doubled
     assert {i for i, s in by_cloud.items() if s == "terminated"} == terminated
     assert all(s in ("pending", "running") for i, s in by_cloud.items() if i not in terminated)
+    assert "create_failed" not in by_cloud.values()  # no in-flight create was written off
     assert open_usage == 0  # nothing terminated still accrues cost
     alive = {k for k, owner in aws_alive(aws).items() if k == owner and k.startswith("i-")}
-    assert alive == set(created) - terminated
+    assert alive == set(created) - terminated, f"alive={alive} {report}"
 
     figures.update(
         processes=WORKERS,

@@ -62,8 +62,9 @@ def flaky(proxy: FaultProxy, fraction: float, seed: int) -> Counter[str]:
 class Session:
     """Runs CLI commands through the proxy, timing them and counting their requests."""
 
-    def __init__(self, proxy: FaultProxy) -> None:
+    def __init__(self, proxy: FaultProxy, max_attempts: int = MAX_ATTEMPTS) -> None:
         self.proxy = proxy
+        self.max_attempts = max_attempts
         self.outcomes: Counter[str] = Counter()
         self.slowest = 0.0
 
@@ -79,7 +80,7 @@ class Session:
         self.outcomes[f"{name}: {result.returncode}"] += 1
         sent = Counter(r.action or r.method for r in self.proxy.requests[first:])
         for action in MUTATIONS:  # one logical call of each per command, retried at most N times
-            assert sent[action] <= MAX_ATTEMPTS, (name, action, sent[action])
+            assert sent[action] <= self.max_attempts, (name, action, sent[action])
         return result, sent
 
 
@@ -114,17 +115,29 @@ def baseline(proxy: FaultProxy) -> Counter[str]:
     return _BASELINE["workload"]
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5])
-def test_flaky_cloud(fault_proxy: FaultProxy, aws: str, fraction: float, figures: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("fraction", "attempts"),
+    [(0.1, MAX_ATTEMPTS), (0.3, MAX_ATTEMPTS), (0.5, MAX_ATTEMPTS), (0.5, 2)],
+    ids=["10%", "30%", "50%", "50%-2-attempts"],  # the last one makes commands fail, too
+)
+def test_flaky_cloud(
+    fault_proxy: FaultProxy,
+    aws: str,
+    fraction: float,
+    attempts: int,
+    figures: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     healthy = baseline(fault_proxy)
+    monkeypatch.setenv("RUNCTL_RETRY__MAX_ATTEMPTS", str(attempts))
     first = len(fault_proxy.requests)
-    tally = flaky(fault_proxy, fraction, seed=int(fraction * 100))
-    session = Session(fault_proxy)
+    tally = flaky(fault_proxy, fraction, seed=int(fraction * 100) + attempts)
+    session = Session(fault_proxy, attempts)
     made = workload(session)
     sent = Counter(r.action or r.method for r in fault_proxy.requests[first:])
     # attempts are bounded: no action is sent more than max_attempts times what a healthy run needs
     for action, count in sent.items():
-        assert count <= MAX_ATTEMPTS * max(healthy[action], 1), (action, count, healthy[action])
+        assert count <= attempts * max(healthy[action], 1), (action, count, healthy[action])
 
     # what the commands reported is true in the cloud and in the ledger
     ledger = Ledger.open_default()
@@ -152,6 +165,7 @@ def test_flaky_cloud(fault_proxy: FaultProxy, aws: str, fraction: float, figures
 
     figures.update(
         fraction=fraction,
+        max_attempts=attempts,
         requests=sum(sent.values()),
         healthy_requests=sum(healthy.values()),
         injected=dict(tally),

@@ -404,11 +404,13 @@ def _show_estimate(launch: Estimate, verdict: Verdict, output: OutputFormat) -> 
             }
         )
         return
+    from runctl.core.budget import per_hour
+
     rate = launch.usd_per_hour
     render.fields(
         [
             ("launch", launch.what),
-            ("rate", f"{render.usd(rate)}/h" if rate is not None else "unknown"),
+            ("rate", per_hour(rate) if rate is not None else "unknown"),
             ("max duration", render.duration(launch.max_duration_s) if launch.max_duration_s else "not set"),
             (
                 "worst case",

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,12 @@ OVERRIDE_FLAG = "--over-budget"
 def usd(amount: float) -> str:
     """Dollars as budgets show them: cents, or four decimals below a dollar."""
     return f"${amount:,.4f}" if abs(amount) < 1 else f"${amount:,.2f}"
+
+
+def per_hour(rate: float) -> str:
+    """A rate to a tenth of a cent ($1.006/h, $0.0104/h, $0.69/h): catalogue prices are that fine."""
+    text = f"{rate:,.4f}".rstrip("0")
+    return f"${text}{'0' * max(0, 2 - len(text.split('.')[1]))}/h"
 
 
 def _hours(seconds: float) -> str:
@@ -99,7 +106,7 @@ class Estimate:
         """The one-line plan shown before a launch."""
         if self.usd_per_hour is None:
             return f"estimate: {self.what}: rate unknown (no catalogue price)"
-        text = f"estimate: {self.what}: {usd(self.usd_per_hour)}/h"
+        text = f"estimate: {self.what}: {per_hour(self.usd_per_hour)}"
         if self.max_duration_s is not None:
             text += f"; worst case {usd(self.worst_case_usd or 0.0)} over {_hours(self.max_duration_s)}"
         else:
@@ -273,15 +280,16 @@ def assess(
         )
     if limits.max_hourly_usd is not None:
         total = running + (rate or 0.0)
-        what = f"{usd(running)}/h running now" + (f" + {usd(rate)}/h for this launch" if rate else "")
+        what = f"{per_hour(running)} running now" + (f" + {per_hour(rate)} for this launch" if rate else "")
         _check(
             verdict,
             limits,
             total,
             limits.max_hourly_usd,
-            f"{what} = {usd(total)}/h",
+            f"{what} = {per_hour(total)}",
             key="max_hourly_usd",
             strict=not rate,
+            shown=per_hour,
         )
     if limits.max_cost_usd is not None and extra is not None:
         assert launch is not None
@@ -303,14 +311,22 @@ def assess(
 
 
 def _check(
-    verdict: Verdict, limits: CostConfig, total: float, limit: float, what: str, *, key: str, strict: bool
+    verdict: Verdict,
+    limits: CostConfig,
+    total: float,
+    limit: float,
+    what: str,
+    *,
+    key: str,
+    strict: bool,
+    shown: Callable[[float], str] = usd,
 ) -> None:
     """Refuse above ``limit`` (at it, too, when nothing new is added: the budget is used up)."""
     if total > limit or (strict and total >= limit):
-        verdict.refusals.append(f"{what} is over [cost] {key} = {usd(limit)}")
+        verdict.refusals.append(f"{what} is over [cost] {key} = {shown(limit)}")
         verdict.keys.append(key)
     elif total >= limits.warn_at * limit:
-        verdict.warnings.append(f"{what} is {total / limit:.0%} of [cost] {key} = {usd(limit)}")
+        verdict.warnings.append(f"{what} is {total / limit:.0%} of [cost] {key} = {shown(limit)}")
 
 
 def guard_launch(

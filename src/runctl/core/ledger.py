@@ -586,11 +586,23 @@ class Ledger:
         return self.get_resource(resource_id)
 
     def transition(
-        self, resource_id: str, state: str, *, billable: bool, detail: str | None = None
+        self,
+        resource_id: str,
+        state: str,
+        *,
+        billable: bool,
+        detail: str | None = None,
+        expect: str | None = None,
     ) -> Resource:
-        """Record a new state; open or close the usage interval to match ``billable``."""
+        """Record a new state; open or close the usage interval to match ``billable``.
+
+        ``expect``: change the row only if it is still in that state (compare-and-set, for a
+        writer acting on an earlier read, such as reconcile); otherwise leave it as it is.
+        """
         with self._tx() as conn:
-            self._transition(conn, resource_id, state, billable, detail)
+            current = conn.execute("SELECT state FROM resources WHERE id = ?", (resource_id,)).fetchone()
+            if expect is None or current is None or current["state"] == expect:
+                self._transition(conn, resource_id, state, billable, detail)
         return self.get_resource(resource_id)
 
     def update_spec(self, resource_id: str, **fields: Any) -> Resource:

@@ -26,6 +26,11 @@ the ledger's rows with what the cloud reports — in both directions:
 Reconcile never creates or destroys cloud resources: it writes the ledger (and retags adopted
 resources). Without ``--apply`` it only prints the plan.
 
+Other runctl processes may create, change and release resources while reconcile runs, so a plan
+never overrides them: a state change is applied only if the row is still in the state the plan
+read (compare-and-set), and a tagged resource whose row appeared after the plan read the ledger
+is that row's (a create in flight), not one to adopt.
+
 Providers without tags (RunPod) cannot have an adopted resource retagged: the new row follows
 the resource by its cloud id, and an event says so.
 
@@ -108,6 +113,7 @@ def plan_reconcile(
     actions: list[Action] = []
     for name, provider in providers.items():
         rows = ledger.list_resources(provider=name)
+        known = {row.id for row in rows}
         cloud = provider.list_managed()
         by_cloud_id = {c.cloud_id: c for c in cloud}
         claimed: set[str] = set()
@@ -121,7 +127,7 @@ def plan_reconcile(
             elif action is not None and action.cloud_id:
                 claimed.add(action.cloud_id)
         for found in cloud:
-            if found.cloud_id in claimed:
+            if found.cloud_id in claimed or _created_meanwhile(ledger, found, known):
                 continue
             foreign = user is not None and found.user is not None and found.user != user
             actions.append(
@@ -140,6 +146,18 @@ def plan_reconcile(
                 )
             )
     return actions
+
+
+def _created_meanwhile(ledger: Ledger, found: ManagedResource, known: set[str]) -> bool:
+    """Whether ``found`` belongs to a row written after this plan read the ledger: a create in
+    flight in another process (its intent row is written before the cloud call), not a stray."""
+    if not found.ledger_id or found.ledger_id in known:
+        return False
+    try:
+        ledger.get_resource(found.ledger_id)
+    except RunctlError:
+        return False
+    return True
 
 
 def _row_action(
@@ -196,8 +214,14 @@ def apply_reconcile(
             )
             _note(ledger, row, "reconcile: " + (price.note or "recorded the resource found by its tag"))
         elif action.action in ("never_created", "gone", "update_state"):
-            row = ledger.get_resource(action.resource_id)  # type: ignore[arg-type]
-            lifecycle.transition(row, action.to_state or "", detail=f"reconcile: {action.detail}")
+            to_state = action.to_state or ""
+            ledger.transition(  # only if no other process moved the row since the plan was made
+                action.resource_id,  # type: ignore[arg-type]
+                to_state,
+                billable=provider.is_billable(action.kind, to_state),
+                detail=f"reconcile: {action.detail}",
+                expect=action.from_state,
+            )
         elif action.action == "adopt" and action.found is not None:
             _adopt(lifecycle, provider, action.found)
 
