@@ -366,6 +366,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 # -- property: valid configs round-trip through TOML --------------------------------------------
 
 _text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_bucket = st.from_regex(r"[a-z0-9][a-z0-9-]{1,20}[a-z0-9]", fullmatch=True)  # a valid S3 bucket name
 _seconds = st.floats(min_value=0.001, max_value=1e7, allow_nan=False, allow_infinity=False)
 _positive = st.floats(min_value=0.01, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -408,7 +409,7 @@ configs = st.fixed_dictionaries(
             spot_max_price=_positive,
             security_group_ids=st.lists(_text, max_size=3),
             root_volume_gb=st.integers(1, 16384),
-            s3_bucket=_text,
+            s3_bucket=_bucket,
         ),
         "runpod": _section(
             api_key=_text,

@@ -120,13 +120,13 @@ class AwsConfig(_Section):
     root_volume_gb: PositiveInt = 100
     s3_bucket: str | None = None
     s3_prefix: str = "runctl"
+    max_running_instances: PositiveInt = 10
 
     @field_validator("s3_bucket")
     @classmethod
     def _bucket_name(cls, value: str | None) -> str | None:
         """A bad bucket name is a config error on load, not a failure at the first upload."""
         return value if value is None else _storage_check("validate_bucket", value)
-    max_running_instances: PositiveInt = 10
 
 
 class RunpodConfig(_Section):
