@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runctl.core.config import Config, load_config, parse_size
+from runctl.core.config import load_config, parse_size
 from runctl.core.errors import ConfigError, NotFoundError, UsageError, ValidationError
 from runctl.storage import open_storage, transfer_settings
 from runctl.storage.atomic import temp_path
@@ -128,10 +128,9 @@ def test_open_storage_picks_the_backend(tmp_path: Path, isolated_env: Path) -> N
     assert isinstance(open_storage(tmp_path / "x"), LocalStorage)
     default = open_storage()
     assert isinstance(default, LocalStorage) and default.url == str(isolated_env / "storage")
-    config = Config.model_validate({"storage": {"uri": "s3://Bad/x"}}).storage
-    with pytest.raises(ConfigError) as caught:
-        open_storage(config=config)
-    assert caught.value.key == "storage.uri"
+    with pytest.raises(ConfigError) as caught:  # a bad bucket in the config fails on load
+        load_config(environ={"RUNCTL_STORAGE__URI": "s3://Bad/x"})
+    assert caught.value.key == "storage.uri" and "capital letters" in str(caught.value)
     s3 = open_storage("s3://my-bucket/runs")
     assert s3.url == "s3://my-bucket/runs/"
 

@@ -134,6 +134,7 @@ def test_workflow_train(
         point=point, cwd=project,
     )  # fmt: skip
     [job] = Ledger.open_default().list_jobs()  # nothing lost: the job is on record at every step
+    figures["job_state_after_crash"] = job.state
     if point == "workflow.agent_started":
         # The agent outlives its controller (and ends its own machine when done, which the
         # ledger learns later): reattaching follows the job to its end and releases the machine.

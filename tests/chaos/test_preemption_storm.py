@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.chaos.checks import aws_alive
 from tests.conftest import run_cli
 from tests.support.machine_sim import MachineSimulator, SimMachine
 from tests.test_remote_train import controller
@@ -79,7 +80,7 @@ def lost_steps(log: str) -> list[int]:
     return lost
 
 
-def test_preemption_storm(cloud: MachineSimulator, tmp_path: Path, figures: dict[str, Any]) -> None:
+def test_preemption_storm(cloud: MachineSimulator, aws: str, tmp_path: Path, figures: dict[str, Any]) -> None:
     rng = random.Random(2024)
     project = tmp_path / "project"
     project.mkdir()
@@ -119,8 +120,7 @@ def test_preemption_storm(cloud: MachineSimulator, tmp_path: Path, figures: dict
     assert len(machines) == PREEMPTIONS + 1  # one machine per attempt, each on record
     assert all(r["state"] == "terminated" and r["rate_usd_per_hour"] for r in machines)
     assert shown["cost_usd"] > 0  # what the four machines cost is recorded
-    assert not [i for r in boto3.client("ec2").describe_instances()["Reservations"] for i in r["Instances"]
-                if i["State"]["Name"] == "running"]  # fmt: skip
+    assert aws_alive(aws) == {}  # every machine of every attempt is gone
 
     figures.update(
         preemptions=PREEMPTIONS,

@@ -28,7 +28,10 @@ class CliState:
             loaded = load_config(self.config_path)
             key = loaded.config.runpod.api_key
             add_secret(key.get_secret_value() if key else None)
-            apply_config_format(loaded.config.monitoring.log_format)
+            monitoring = loaded.config.monitoring
+            apply_config_format(monitoring.log_format)
+            if monitoring.textfile_dir or monitoring.pushgateway_url or monitoring.metrics_port:
+                import runctl.core.metrics  # noqa: F401  (collect from the start: it will be exported)
             self._loaded = loaded
         return self._loaded
 
