@@ -116,22 +116,23 @@ def baseline(proxy: FaultProxy) -> Counter[str]:
 
 
 @pytest.mark.parametrize(
-    ("fraction", "attempts"),
-    [(0.1, MAX_ATTEMPTS), (0.3, MAX_ATTEMPTS), (0.5, MAX_ATTEMPTS), (0.5, 2)],
-    ids=["10%", "30%", "50%", "50%-2-attempts"],  # the last one makes commands fail, too
+    ("fraction", "attempts", "seed"),
+    [(0.1, MAX_ATTEMPTS, 10), (0.3, MAX_ATTEMPTS, 30), (0.5, MAX_ATTEMPTS, 50), (0.5, 2, 11)],
+    ids=["10%", "30%", "50%", "50%-2-attempts"],  # the last one makes some commands fail, too
 )
 def test_flaky_cloud(
     fault_proxy: FaultProxy,
     aws: str,
     fraction: float,
     attempts: int,
+    seed: int,
     figures: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     healthy = baseline(fault_proxy)
     monkeypatch.setenv("RUNCTL_RETRY__MAX_ATTEMPTS", str(attempts))
     first = len(fault_proxy.requests)
-    tally = flaky(fault_proxy, fraction, seed=int(fraction * 100) + attempts)
+    tally = flaky(fault_proxy, fraction, seed=seed)
     session = Session(fault_proxy, attempts)
     made = workload(session)
     sent = Counter(r.action or r.method for r in fault_proxy.requests[first:])
@@ -166,6 +167,7 @@ def test_flaky_cloud(
     figures.update(
         fraction=fraction,
         max_attempts=attempts,
+        seed=seed,
         requests=sum(sent.values()),
         healthy_requests=sum(healthy.values()),
         injected=dict(tally),
