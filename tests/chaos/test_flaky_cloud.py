@@ -147,7 +147,8 @@ def test_flaky_cloud(
         assert instance not in alive
         assert ledger.find_resource("aws", instance).state == "terminated"  # type: ignore[union-attr]
     for instance in set(made["instances"]) - set(made["terminated"]):
-        assert ledger.find_resource("aws", instance) is not None  # created and recorded
+        row = ledger.find_resource("aws", instance)  # created and recorded, and a terminate that
+        assert row is not None and not row.is_gone  # was not confirmed never says "gone" early
     for volume in made["deleted"]:
         assert volume not in alive
 
