@@ -173,7 +173,7 @@ def test_spot_notice_then_auto_resume_on_a_new_machine(cloud: MachineSimulator, 
         "-o",
         "json",
         "--",
-        "200",
+        "400",  # 20 s: the notice (polled every 5 s) lands mid-run
         "0.05",
         cwd=project,
     )
@@ -188,6 +188,7 @@ def test_spot_notice_then_auto_resume_on_a_new_machine(cloud: MachineSimulator, 
     job = json.loads(stdout)["job"]
     assert job["state"] == "succeeded" and job["attempt"] == 2
     log = run_cli("logs", job["id"]).stdout
+    assert "stopped at step " in log, log + str(run_cli("events", "--job", job["id"]).stdout)
     stopped = int(log.split("stopped at step ")[1].split()[0])
     assert f"resumed from step {stopped}" in log  # nothing lost: resumed exactly where it stopped
     assert len(instances()) == 2 and not instances("running")  # one machine per attempt, both gone

@@ -85,7 +85,7 @@ def test_a_pod_that_exits_mid_run_is_preempted_and_resumed(
         "-o",
         "json",
         "--",
-        "150",
+        "300",  # 15 s: the pod exits mid-run
         "0.05",
         cwd=project,
     )

@@ -46,8 +46,6 @@ from typing import Any
 
 from runctl.core.ledger import Ledger, Resource, UsageInterval
 
-#: Two intervals closer than this (seconds) are one billable period split by a rate change.
-CONTIGUOUS_S = 1e-3
 GROUPINGS = ("job", "resource", "provider", "type", "day")
 DAY_S = 86400.0
 
@@ -169,7 +167,9 @@ def charges(
                 rate_usd_per_hour=interval.rate_usd_per_hour,
                 open=is_open,
             )
-            if period and (last_end is None or abs(interval.started_at - last_end) > CONTIGUOUS_S):
+            # a rate change ends one interval and starts the next at the very same instant
+            # (Ledger.set_rate); any other boundary, however short, is a stop and a new period
+            if period and (last_end is None or interval.started_at != last_end):
                 found.extend(_with_minimum(period, rule))
                 period = []
             period.append(charge)
