@@ -125,3 +125,51 @@ def test_a_hostile_code_bundle_is_refused_before_anything_runs(tmp_path: Path) -
     assert result.state == "failed_setup"
     assert not (tmp_path / "escaped.py").exists() and not (tmp_path.parent / "escaped.py").exists()
     assert json.loads(store.get_bytes("status.json"))["state"] == "failed_setup"
+
+
+def test_agent_serves_its_metrics_while_it_runs(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    store = LocalStorage(tmp_path / "store")
+    bundle(store, {"slow.py": b"import time\nprint('up', flush=True)\ntime.sleep(30)\n"})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runctl",
+            "agent",
+            "run",
+            "--job-id",
+            "j-m",
+            "--storage",
+            str(tmp_path / "store"),
+            "--workdir",
+            str(tmp_path / "m"),
+            "--metrics-port",
+            str(port),
+            "--grace-period",
+            "2s",
+            "slow.py",
+        ],
+    )
+    try:
+        deadline, text = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and not text:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.2)
+        names = {family.name for family in text_string_to_metric_families(text)}
+        assert "runctl_retries" in names  # runctl's own metrics, served by the agent
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)

@@ -33,6 +33,10 @@ def run(
     on_exit: Annotated[str, typer.Option(help="none|stop|terminate this machine at the end.")] = "none",
     keep: Annotated[bool, typer.Option(help="Keep the machine after the job ends.")] = False,
     idle_timeout: Annotated[str | None, typer.Option(help="With --keep: stop after idle this long.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Serve this process's /metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address --metrics-port binds.")] = "127.0.0.1",
 ) -> int:
     """Run SCRIPT as job JOB_ID, syncing checkpoints, logs and status to STORAGE."""
     from runctl.agent.imds import Imds
@@ -60,5 +64,9 @@ def run(
         idle_timeout=duration_arg("--idle-timeout", idle_timeout),
     )
     use_imds = watch_spot or on_exit != "none"
+    if metrics_port is not None:  # the machine has no ledger: this process's counters only
+        from runctl.core import metrics
+
+        metrics.serve(metrics_port, addr=metrics_host)
     result = run_agent(options, open_storage(storage), imds=Imds(imds_endpoint) if use_imds else None)
     return result.exit_code
