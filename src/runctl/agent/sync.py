@@ -84,7 +84,7 @@ def utilisation() -> dict[str, float]:
             if out:
                 found["gpu_percent"] = sum(float(x) for x in out) / len(out)
         except (OSError, subprocess.SubprocessError, ValueError):
-            pass
+            pass  # no GPU figure in this heartbeat; utilisation is informational, never fatal
     return found
 
 
