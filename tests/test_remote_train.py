@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,79 +16,22 @@ import pytest
 from tests.conftest import run_cli
 from tests.support.fault_proxy import FaultProxy, ec2_error
 from tests.support.machine_sim import MachineSimulator
-
-TRAIN = """
-import os, sys, time
-from pathlib import Path
-from runctl import Checkpointer
-
-steps, sleep = int(sys.argv[1]), float(sys.argv[2])
-print("argv:", sys.argv[3:], flush=True)
-ckpt = Checkpointer()
-state = ckpt.load() or {"step": 0}
-if state["step"]:
-    print(f"resumed from step {state['step']}", flush=True)
-step = state["step"]
-while step < steps:
-    step += 1
-    stop = ckpt.stop_requested
-    if step % 10 == 0 or stop:
-        ckpt.save({"step": step}, step)
-    if stop:
-        print(f"stopped at step {step}", flush=True)
-        sys.exit(0)
-    time.sleep(sleep)
-out = Path(os.environ["RUNCTL_OUTPUT_DIR"])
-(out / "result.txt").write_text(f"trained {step} steps\\n")
-print(f"done: step={step}", flush=True)
-sys.exit(int(os.environ.get("EXIT_CODE", "0")))
-"""
+from tests.support.remote import controller, job_bucket, wait_for_checkpoint_in_storage
 
 
 @pytest.fixture
 def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MachineSimulator]:
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="runs")
-    monkeypatch.setenv("RUNCTL_STORAGE__URI", "s3://runs/runctl")
+    job_bucket(monkeypatch)
     monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
     sim = MachineSimulator(tmp_path / "machines", aws)
     yield sim
     sim.close()
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "train.py").write_text(TRAIN)
-    return root
-
-
 def instances(state: str | None = None) -> list[dict]:
     ec2 = boto3.client("ec2", region_name="us-east-1")
     found = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
     return [i for i in found if state is None or i["State"]["Name"] == state]
-
-
-def wait_for_checkpoint_in_storage(timeout: float = 120) -> None:
-    """Until a published checkpoint (its manifest) is in the job storage bucket."""
-    s3 = boto3.client("s3", region_name="us-east-1")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listed = s3.list_objects_v2(Bucket="runs", Prefix="runctl/jobs/").get("Contents", [])
-        if any(".runctl-manifests/" in o["Key"] for o in listed):
-            return
-        time.sleep(0.2)
-    raise AssertionError("no checkpoint reached storage")
-
-
-def controller(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "runctl", *args],
-        cwd=cwd,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def test_workflow_train_runs_collects_outputs_and_terminates(
@@ -332,10 +273,7 @@ def test_without_a_controller_the_agent_terminates_its_own_machine(
 def test_no_capacity_anywhere_is_its_own_outcome(
     fault_proxy: FaultProxy, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boto3.client("s3", region_name="us-east-1", endpoint_url=fault_proxy.upstream_url).create_bucket(
-        Bucket="runs"
-    )
-    monkeypatch.setenv("RUNCTL_STORAGE__URI", "s3://runs/runctl")
+    job_bucket(monkeypatch, endpoint_url=fault_proxy.upstream_url)
     capacity = ec2_error("InsufficientInstanceCapacity")
     fault_proxy.rule = lambda r: capacity if r.action == "RunInstances" else None
     result = run_cli(

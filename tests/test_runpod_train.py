@@ -8,32 +8,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.conftest import run_cli
 from tests.support.fake_runpod import FakeRunpod
 from tests.support.pod_sim import PodSimulator
-from tests.test_remote_train import TRAIN, controller, wait_for_checkpoint_in_storage
+from tests.support.remote import controller, job_bucket, wait_for_checkpoint_in_storage
 
 
 @pytest.fixture
 def pods(
     aws: str, runpod_fake: FakeRunpod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[PodSimulator]:
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="runs")
-    monkeypatch.setenv("RUNCTL_STORAGE__URI", "s3://runs/runctl")
+    job_bucket(monkeypatch)
     sim = PodSimulator(runpod_fake, tmp_path / "pods")
     yield sim
     sim.close()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    (root / "train.py").write_text(TRAIN)
-    return root
 
 
 def test_train_on_a_pod_succeeds_and_the_pod_is_gone(
