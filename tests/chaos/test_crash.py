@@ -23,7 +23,7 @@ from tests.conftest import REPO, CliResult, run_cli
 from tests.support.aws import make_provider
 from tests.support.fake_runpod import FakeRunpod
 from tests.support.machine_sim import MachineSimulator
-from tests.test_remote_train import TRAIN
+from tests.support.remote import TRAIN
 
 RECONCILE = ("resources", "reconcile", "--intent-grace", "0", "-o", "json")
 

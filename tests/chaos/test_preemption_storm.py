@@ -19,7 +19,7 @@ import pytest
 from tests.chaos.checks import aws_alive
 from tests.conftest import run_cli
 from tests.support.machine_sim import MachineSimulator, SimMachine
-from tests.test_remote_train import controller
+from tests.support.remote import controller
 
 SAVE_EVERY = 10  # steps between periodic checkpoints: the most a preemption may cost
 PREEMPTIONS = 3
