@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from pathlib import Path
 
 import pytest
 
 from runctl.core.errors import AuthError, NotFoundError, RetryExhaustedError, ValidationError
 from runctl.providers.aws import session
+from runctl.storage import checksums
 from runctl.storage.base import Storage
 from runctl.storage.local import LocalStorage
 from runctl.storage.s3 import S3Storage
@@ -120,6 +122,38 @@ def test_multipart_upload_and_verified_ranged_download(store: S3Storage, tmp_pat
     store.get_file("big.bin", tmp_path / "out" / "big.bin")
     assert (tmp_path / "out" / "big.bin").read_bytes() == data
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["big.bin"]  # no temp file left
+
+
+def test_every_upload_stores_its_crc32(store: S3Storage, tmp_path: Path, s3: object) -> None:
+    small, big = os.urandom(1000), os.urandom(11 * MiB)
+    (tmp_path / "small.bin").write_bytes(small)
+    (tmp_path / "big.bin").write_bytes(big)
+    store.put_file("small.bin", tmp_path / "small.bin")
+    store.put_file("big.bin", tmp_path / "big.bin")  # multipart: 5 MiB parts
+    store.put_bytes("status.json", b"{}")
+    for key, data in (("small.bin", small), ("big.bin", big), ("status.json", b"{}")):
+        head = s3.head_object(Bucket=BUCKET, Key=f"run/{key}")  # type: ignore[attr-defined]
+        assert head["Metadata"][checksums.METADATA_KEY] == f"{zlib.crc32(data):08x}", key
+
+
+def test_foreign_multipart_object_is_checked_part_by_part(
+    store: S3Storage, tmp_path: Path, s3: object
+) -> None:
+    """No stored CRC-32 (another tool wrote it): the parts' MD5s are checked against the ETag."""
+    data = os.urandom(11 * MiB)
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="run/foreign.bin")  # type: ignore[attr-defined]
+    parts = []
+    for number, start in enumerate(range(0, len(data), 5 * MiB), 1):
+        answer = s3.upload_part(  # type: ignore[attr-defined]
+            Bucket=BUCKET, Key="run/foreign.bin", UploadId=upload["UploadId"], PartNumber=number,
+            Body=data[start : start + 5 * MiB],
+        )  # fmt: skip
+        parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+    s3.complete_multipart_upload(  # type: ignore[attr-defined]
+        Bucket=BUCKET, Key="run/foreign.bin", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    store.get_file("foreign.bin", tmp_path / "foreign.bin")
+    assert (tmp_path / "foreign.bin").read_bytes() == data
 
 
 def test_large_single_part_object_downloads_in_ranges(store: S3Storage, tmp_path: Path, s3: object) -> None:
@@ -276,6 +310,52 @@ def test_corrupted_download_leaves_nothing(fault_proxy: FaultProxy, tmp_path: Pa
     with pytest.raises(ChecksumMismatchError, match="MD5"):
         store.get_file("x.bin", tmp_path / "x.bin")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_corruption_is_caught_by_the_stored_crc32(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    session.client("s3").create_bucket(Bucket=BUCKET)
+    store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
+    real = b"the real content"
+    store.put_bytes("x.bin", real)
+    headers = {"ETag": '"' + md5(real) + '"', checksums.HEADER: f"{zlib.crc32(real):08x}"}
+    fault_proxy.rule = only("GET", Fault(status=200, body=b"the fake content", headers=headers))  # type: ignore[assignment]
+    with pytest.raises(ChecksumMismatchError, match="CRC-32"):
+        store.get_file("x.bin", tmp_path / "x.bin")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("writer", "caught_by"), [("runctl", "CRC-32"), ("boto3", "parts hash")])
+def test_a_corrupted_range_fails_the_whole_download(
+    fault_proxy: FaultProxy, tmp_path: Path, writer: str, caught_by: str
+) -> None:
+    """Ours are checked by the stored CRC-32; another tool's multipart object by its part MD5s."""
+    client = session.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
+    data = os.urandom(11 * MiB)
+    (tmp_path / "big.bin").write_bytes(data)
+    if writer == "runctl":
+        store.put_file("big.bin", tmp_path / "big.bin")
+    else:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+        client.upload_file(str(tmp_path / "big.bin"), BUCKET, "run/big.bin", Config=config)
+    real = fault_proxy.rule
+
+    def flip_one_range(request: Request) -> Fault | None:
+        if request.method != "GET" or "bytes=0-" not in request.headers.get("Range", ""):
+            return None
+        fault_proxy.rule = real  # type: ignore[assignment]
+        end = int(request.headers["Range"].rsplit("-", 1)[1])
+        body = bytearray(data[: end + 1])
+        body[12345] ^= 0xFF
+        return Fault(status=206, body=bytes(body), headers={"ETag": '"x"'})
+
+    fault_proxy.rule = flip_one_range  # type: ignore[assignment]
+    with pytest.raises(ChecksumMismatchError, match=caught_by):
+        store.get_file("big.bin", tmp_path / "out" / "big.bin")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def test_upload_whose_stored_etag_differs_fails(fault_proxy: FaultProxy, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from runctl.core.errors import AuthError, NotFoundError
 from runctl.providers.aws import session
+from runctl.storage import checksums
 from runctl.storage.base import ObjectInfo, ProgressFn, Storage
 from runctl.storage.transfer import (
     _MD5_ETAG,
@@ -110,7 +112,8 @@ class S3Storage(Storage):
     def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> ObjectInfo:
         full = self._key(key)
         digest = hashlib.md5(data).digest()
-        extra = {"ContentType": content_type} if content_type else {}
+        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        extra["Metadata"] = {checksums.METADATA_KEY: checksums.format_crc32(zlib.crc32(data))}
         response = session.call(
             self.client.put_object,
             operation=f"write s3://{self.bucket}/{full}",

@@ -25,15 +25,20 @@ How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/rea
   at most ``max_concurrency`` ranged GETs of at least ``part_size`` each: few, large ranges,
   because moto's server copies the whole object for every ranged GET (64 × 8 MiB ranges of a
   512 MiB object take ~33 s there, one GET ~3 s), while real S3 and s3rver gain from a handful
-  of parallel ranges. Range boundaries follow the object's own part boundaries when it was
-  uploaded in parts, so each part's MD5 can be checked in parallel. An object with a plain MD5
-  ETag (one PUT; or any object on s3rver) must be hashed front to back: it is fetched in smaller
-  ranges (``part_size / 4``) in order, and a thread hashes each range as soon as every range
-  before it has landed, so the hash follows the download instead of running after it.
+  of parallel ranges. Without a stored CRC-32 (an object another tool wrote), range boundaries
+  follow the object's own part boundaries when it was uploaded in parts, so each part's MD5 can
+  be checked in parallel; an object with a plain MD5 ETag (one PUT; or any object on s3rver)
+  must be hashed front to back: it is fetched in smaller ranges (``part_size / 4``) in order,
+  and a thread hashes each range as soon as every range before it has landed.
 * **Checksums, both ways.** Every PUT carries ``Content-MD5`` (S3 rejects a body that does not
   match) and the ETag S3 returns is compared with it too (catches servers and proxies that do
-  not check). Downloads check size and MD5 against the ETag: a plain ETag is the object's MD5;
-  a multipart ETag (``md5-of-part-md5s-N``) is checked part by part, the part size read with one
+  not check). Every object runctl writes also carries its CRC-32 in metadata
+  (:mod:`runctl.storage.checksums`: why), computed while the body is in memory for one PUT and in
+  a read-ahead pass for a multipart upload (the metadata goes with the first request). Downloads
+  check size, then the stored CRC-32 when there is one: each ranged GET's thread checksums its
+  own range at ~4 GB/s and the ranges' CRCs are combined. Objects written by other tools are
+  checked against their ETag: a plain ETag is the object's MD5; a multipart ETag
+  (``md5-of-part-md5s-N``) is checked part by part, the part size read with one
   ``HEAD ?partNumber=1``. Objects whose ETag is not an MD5 (SSE-KMS, SSE-C) are checked by size.
   Ranged GETs carry ``If-Match: <etag>``: an object replaced mid-download fails cleanly instead
   of mixing two versions.
@@ -56,6 +61,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -65,6 +71,7 @@ from typing import Any
 from runctl.core.errors import CloudProviderError, NotFoundError, RunctlError, ValidationError
 from runctl.core.retry import RetryPolicy
 from runctl.providers.aws import session
+from runctl.storage import checksums
 from runctl.storage.atomic import prepare_parent, publish, temp_path
 from runctl.storage.base import ObjectInfo, ProgressFn
 
@@ -266,10 +273,12 @@ class S3Transfer:
         if len(data) != size:
             raise _changed(path)
         digest = hashlib.md5(data).digest()
+        crc = checksums.format_crc32(zlib.crc32(data))
+        headers = {"Content-MD5": _md5_b64(digest), checksums.HEADER: crc}
 
         def attempt() -> Any:
             batch.check()
-            return self._send("PutObject", "PUT", key, body=data, headers={"Content-MD5": _md5_b64(digest)})
+            return self._send("PutObject", "PUT", key, body=data, headers=headers)
 
         response = self._policy(f"upload s3://{self.bucket}/{key}").call(attempt)
         etag = _etag(response.headers)
@@ -284,14 +293,20 @@ class S3Transfer:
     ) -> Iterator[Callable[[], None]]:
         part_size = self.settings.upload_part_size(size)
         count = math.ceil(size / part_size)
-        created = session.call(
-            self.client.create_multipart_upload,
-            operation=f"start multipart upload of s3://{self.bucket}/{key}",
-            Bucket=self.bucket,
-            Key=key,
-        )
-        upload_id = created["UploadId"]
         fd = _Fd(os.open(path, os.O_RDONLY))
+        try:
+            crc = _file_crc32(fd.fd, size, path)  # metadata goes with the first request
+            created = session.call(
+                self.client.create_multipart_upload,
+                operation=f"start multipart upload of s3://{self.bucket}/{key}",
+                Bucket=self.bucket,
+                Key=key,
+                Metadata={checksums.METADATA_KEY: checksums.format_crc32(crc)},
+            )
+        except BaseException:
+            fd.close()
+            raise
+        upload_id = created["UploadId"]
         parts: list[dict[str, Any] | None] = [None] * count
         digests: list[bytes] = [b""] * count
         state = {"remaining": count, "finished": False}
@@ -414,53 +429,60 @@ class S3Transfer:
         with batch.lock:
             batch.cleanups.append(lambda: temp.unlink(missing_ok=True))
 
-        def attempt() -> tuple[int, Any, bytes]:
+        def attempt() -> tuple[int, Any, str]:
             batch.check()
             response = self._send("GetObject", "GET", info.key, stream=True)
-            md5 = hashlib.md5()
+            stored_crc = checksums.parse_crc32(response.headers.get(checksums.HEADER))
+            hasher: Any = checksums.Crc32() if stored_crc is not None else hashlib.md5()
             written = 0
             try:
                 with temp.open("wb") as handle:
                     for chunk in _stream(response, operation=f"download s3://{self.bucket}/{info.key}"):
                         batch.check()
                         handle.write(chunk)
-                        md5.update(chunk)
+                        hasher.update(chunk)
                         written += len(chunk)
                         batch.advance(len(chunk))
             except BaseException:
                 batch.advance(-written)
                 raise
-            return written, response.headers, md5.digest()
+            return written, response.headers, hasher.hexdigest()
 
-        written, headers, digest = self._policy(f"download s3://{self.bucket}/{info.key}").call(attempt)
-        expected_etag = info.etag or _etag(headers)
-        self._verify(info, written, expected_etag if _md5_etag_trusted(headers) else None, digest=digest)
+        written, headers, actual = self._policy(f"download s3://{self.bucket}/{info.key}").call(attempt)
+        stored_crc = checksums.parse_crc32(headers.get(checksums.HEADER))
+        if stored_crc is not None:
+            self._verify(info, written, crc=(stored_crc, int(actual, 16)))
+        else:
+            etag = info.etag or _etag(headers)
+            self._verify(info, written, etag=etag if _md5_etag_trusted(headers) else None, md5=actual)
         publish(temp, destination, mtime=info.mtime)
 
     def _ranged_tasks(
         self, batch: _Batch, info: ObjectInfo, destination: Path
     ) -> Iterator[Callable[[], None]]:
+        """Ranged GETs written in place; checked by CRC-32, else part MD5s, else the whole MD5.
+
+        A HEAD first reads the object's metadata (the stored CRC-32); without one, a multipart
+        ETag costs a second HEAD (``?partNumber=1``, whose answer some stores strip of metadata)
+        for the part size, which decides how the ranges are cut.
+        """
         etag = info.etag
         multipart = _MULTIPART_ETAG.match(etag or "")
+        metadata = self._head(info.key).get("Metadata") or {}
+        stored_crc = checksums.parse_crc32(metadata.get(checksums.METADATA_KEY))
         part_size: int | None = None
-        if multipart:
-            head = session.call(
-                self.client.head_object,
-                operation=f"read the part size of s3://{self.bucket}/{info.key}",
-                Bucket=self.bucket,
-                Key=info.key,
-                PartNumber=1,
-            )
-            part_size = int(head["ContentLength"])
+        if multipart and stored_crc is None:
+            part_size = int(self._head(info.key, part_number=1)["ContentLength"])
             if part_size <= 0 or math.ceil(info.size / part_size) != int(multipart.group(2)):
                 part_size = None  # uneven parts: checked by size only
-        ordered = part_size is None and bool(_MD5_ETAG.match(etag or ""))
+        ordered = stored_crc is None and part_size is None and bool(_MD5_ETAG.match(etag or ""))
         range_size = self.settings.range_size(info.size, part_size, ordered=ordered)
         count = math.ceil(info.size / range_size)
         temp = temp_path(destination)
         fd = _Fd(os.open(temp, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644))
         os.ftruncate(fd.fd, info.size)
         part_digests: dict[int, bytes] = {}
+        range_crcs: dict[int, int] = {}
         state = {"remaining": count, "trusted": True}
         hasher = _OrderedMD5(fd.fd, info.size, range_size) if ordered else None
 
@@ -482,14 +504,16 @@ class S3Transfer:
                 headers["If-Match"] = f'"{etag}"'
             operation = f"download s3://{self.bucket}/{info.key} bytes {start}-{end - 1}"
 
-            def attempt() -> tuple[dict[int, bytes], Any]:
+            def attempt() -> tuple[dict[int, bytes], int, Any]:
                 batch.check()
                 response = self._send("GetObject", "GET", info.key, headers=headers, stream=True)
                 digests: dict[int, bytes] = {}
-                position, md5 = start, hashlib.md5()
+                position, md5, crc = start, hashlib.md5(), 0
                 try:
                     for chunk in _stream(response, operation=operation):
                         batch.check()
+                        if stored_crc is not None:
+                            crc = zlib.crc32(chunk, crc)
                         view = memoryview(chunk)
                         while view:
                             take = len(view)
@@ -514,75 +538,76 @@ class S3Transfer:
                         retryable=True,
                         operation=operation,
                     )
-                return digests, response.headers
+                return digests, crc, response.headers
 
-            digests, response_headers = self._policy(operation).call(attempt)
+            digests, crc, response_headers = self._policy(operation).call(attempt)
             if hasher is not None:
                 hasher.ready(index)
             with batch.lock:
                 part_digests.update(digests)
+                range_crcs[index] = crc
                 state["trusted"] = state["trusted"] and _md5_etag_trusted(response_headers)
                 state["remaining"] -= 1
                 last = state["remaining"] == 0
             if last:
-                self._finish_ranged(
-                    info, destination, temp, fd, part_size, part_digests, hasher, bool(state["trusted"])
-                )
+                md5 = hasher.result().hex() if hasher is not None else None  # it reads through fd
+                fd.close()
+                size = temp.stat().st_size
+                if stored_crc is not None:
+                    self._verify(info, size, crc=(stored_crc, _combine(range_crcs, range_size, info.size)))
+                elif not state["trusted"] or not etag:
+                    self._verify(info, size)
+                elif part_size:
+                    joined = b"".join(part_digests[i] for i in range(len(part_digests)))
+                    combined = f"{hashlib.md5(joined).hexdigest()}-{len(part_digests)}"
+                    self._verify(info, size, etag=etag, combined=combined)
+                else:
+                    self._verify(info, size, etag=etag if md5 else None, md5=md5)
+                publish(temp, destination, mtime=info.mtime)
 
         for index in range(count):
             yield lambda i=index: fetch(i)
 
-    def _finish_ranged(
-        self,
-        info: ObjectInfo,
-        destination: Path,
-        temp: Path,
-        fd: _Fd,
-        part_size: int | None,
-        part_digests: dict[int, bytes],
-        hasher: _OrderedMD5 | None,
-        trusted: bool,
-    ) -> None:
-        digest = hasher.result() if hasher is not None else None
-        fd.close()
-        size = temp.stat().st_size
-        if not trusted or not info.etag:
-            self._verify(info, size, None)
-        elif part_size:
-            digests = b"".join(part_digests[i] for i in range(len(part_digests)))
-            combined = f"{hashlib.md5(digests).hexdigest()}-{len(part_digests)}"
-            self._verify(info, size, info.etag, combined=combined)
-        elif digest is not None:
-            self._verify(info, size, info.etag, digest=digest)
-        else:
-            self._verify(info, size, None)
-        publish(temp, destination, mtime=info.mtime)
+    def _head(self, key: str, *, part_number: int | None = None) -> dict[str, Any]:
+        extra = {"PartNumber": part_number} if part_number else {}
+        return dict(
+            session.call(
+                self.client.head_object,
+                operation=f"look up s3://{self.bucket}/{key}",
+                Bucket=self.bucket,
+                Key=key,
+                **extra,
+            )
+        )
 
     def _verify(
         self,
         info: ObjectInfo,
         size: int,
-        etag: str | None,
         *,
-        digest: bytes | None = None,
+        crc: tuple[int, int] | None = None,
+        etag: str | None = None,
+        md5: str | None = None,
         combined: str | None = None,
     ) -> None:
+        """Raise unless ``size`` is the object's and the checksum given (stored, actual) agrees."""
         where = f"s3://{self.bucket}/{info.key}"
         if size != info.size:
             raise ChecksumMismatchError(
                 f"download of {where}: got {size} bytes, expected {info.size}",
                 hint="the object changed or the connection was cut; run the command again",
             )
-        if etag is None:
-            return
-        if combined is not None and combined != etag:
+        mismatch = None
+        if crc is not None and crc[0] != crc[1]:
+            stored, actual = (checksums.format_crc32(v) for v in crc)
+            mismatch = f"CRC-32 {actual}, its metadata says {stored}"
+        elif etag is not None and combined is not None and combined != etag:
+            mismatch = f"parts hash to {combined}, S3 says {etag}"
+        elif etag is not None and md5 is not None and _MD5_ETAG.match(etag) and md5 != etag:
+            mismatch = f"MD5 {md5}, S3 says {etag}"
+        if mismatch:
             raise ChecksumMismatchError(
-                f"download of {where}: parts hash to {combined}, S3 says {etag}",
-                hint="the data was corrupted in transit; run the command again",
-            )
-        if digest is not None and _MD5_ETAG.match(etag) and digest.hex() != etag:
-            raise ChecksumMismatchError(
-                f"download of {where}: MD5 {digest.hex()}, S3 says {etag}",
+                f"download of {where}: {mismatch}",
                 hint="the data was corrupted in transit; run the command again",
             )
 
@@ -752,6 +777,27 @@ class _Fd:
             if not self._closed:
                 self._closed = True
                 os.close(self.fd)
+
+
+def _combine(crcs: dict[int, int], range_size: int, size: int) -> int:
+    """The whole object's CRC-32 from those of its ranges, in order."""
+    total = crcs[0]
+    for index in range(1, len(crcs)):
+        total = checksums.crc32_combine(total, crcs[index], min(range_size, size - index * range_size))
+    return total
+
+
+def _file_crc32(fd: int, size: int, path: Path) -> int:
+    """The CRC-32 of the first ``size`` bytes of ``fd`` (one reused buffer: no allocation per read)."""
+    buffer = memoryview(bytearray(8 * MiB))
+    crc, position = 0, 0
+    while position < size:
+        got = os.preadv(fd, [buffer[: min(len(buffer), size - position)]], position)
+        if got <= 0:
+            raise _changed(path)
+        crc = zlib.crc32(buffer[:got], crc)
+        position += got
+    return crc
 
 
 def _changed(path: Path) -> ValidationError:

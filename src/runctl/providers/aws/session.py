@@ -5,6 +5,9 @@
 * Credentials come from boto3's own chain only. The endpoint comes from boto3's standard
   ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` variables (that is how tests reach a
   moto server on loopback).
+* Timestamps in answers are parsed with :func:`datetime.fromisoformat` when they are ISO 8601
+  (S3 listings, EC2), falling back to botocore's parser: its dateutil path costs ~0.2 ms per
+  value, 0.2 s of every 1000-key listing.
 * boto3's retries are set to one attempt (``total_max_attempts=1``): :class:`RetryPolicy` is the only
   retry layer, so the two never multiply into a storm.
 * :func:`classify` maps botocore exceptions to :mod:`runctl.core.errors` once, here:
@@ -18,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from runctl.core.errors import (
@@ -117,7 +121,7 @@ def client(
                 signature_version="s3v4" if service == "s3" else None,
             )
             try:
-                _clients[key] = boto3.session.Session().client(
+                _clients[key] = boto3.session.Session(botocore_session=_botocore_session()).client(
                     service, region_name=region, config=boto_config, endpoint_url=endpoint_url
                 )
             except NoRegionError:
@@ -127,6 +131,25 @@ def client(
                     hint="set [aws] region in .runctl.toml, or AWS_REGION in the environment",
                 ) from None
         return _clients[key]
+
+
+def _botocore_session() -> Any:
+    import botocore.session
+    from botocore.utils import parse_timestamp
+
+    def timestamp(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return parse_timestamp(value)
+
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamp)
+    return core
 
 
 def reset_clients() -> None:
