@@ -137,8 +137,8 @@ def test_open_storage_picks_the_backend(tmp_path: Path, isolated_env: Path) -> N
 
 def test_transfer_settings_grow_parts_for_huge_files() -> None:
     settings = TransferSettings()
-    assert settings.upload_part_size(100 * MiB) == 64 * MiB
-    huge = 2 * 1024**4  # 2 TiB: 64 MiB parts would need 32768 of them
+    assert settings.upload_part_size(100 * MiB) == 8 * MiB
+    huge = 2 * 1024**4  # 2 TiB: 8 MiB parts would need 262144 of them
     part = settings.upload_part_size(huge)
     assert part % MiB == 0 and huge / part <= 10_000
     with pytest.raises(ValidationError, match="larger than S3"):

@@ -24,7 +24,9 @@ from tests.support.fault_proxy import Fault, FaultProxy, Request, s3_error
 
 BUCKET = "runctl-test"
 # small parts so multipart paths run on small files (5 MiB is S3's minimum part size)
-SMALL = TransferSettings(multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=4, max_attempts=4)
+SMALL = TransferSettings(
+    multipart_threshold=5 * MiB, part_size=5 * MiB, max_concurrency=4, max_attempts=4, min_range=5 * MiB
+)
 
 FILES = {
     "a.txt": b"alpha",

@@ -204,7 +204,7 @@ class StorageConfig(_Section):
     endpoint_url: str | None = None
     region: str | None = None
     multipart_threshold: ByteSize = Field(default=64 * 1024**2, ge=1)
-    part_size: ByteSize = Field(default=64 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    part_size: ByteSize = Field(default=8 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
     max_concurrency: int = Field(default=16, ge=1, le=256)
     max_attempts: int = Field(default=5, ge=1, le=20)
 
