@@ -370,6 +370,33 @@ def test_upload_whose_stored_etag_differs_fails(fault_proxy: FaultProxy, tmp_pat
         store.put_file("f", tmp_path / "f")
 
 
+def test_every_part_carries_a_crc32_for_s3_to_check(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    session.client("s3").create_bucket(Bucket=BUCKET)
+    store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
+    data = os.urandom(11 * MiB)
+    (tmp_path / "big.bin").write_bytes(data)
+    store.put_file("big.bin", tmp_path / "big.bin")
+    sent = {
+        r.path.split("partNumber=")[1].split("&")[0]: r.headers.get(checksums.S3_HEADER)
+        for r in fault_proxy.requests
+        if r.method == "PUT" and "partNumber=" in r.path
+    }
+    pieces = [data[i : i + 5 * MiB] for i in range(0, len(data), 5 * MiB)]
+    assert sent == {str(n): checksums.s3_form(zlib.crc32(piece)) for n, piece in enumerate(pieces, 1)}
+    complete = next(r for r in fault_proxy.requests if r.method == "POST" and "uploadId=" in r.path)
+    assert complete.body.count(b"<ChecksumCRC32>") == 3
+
+
+def test_upload_whose_stored_crc32_differs_fails(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    session.client("s3").create_bucket(Bucket=BUCKET)
+    store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
+    (tmp_path / "f").write_bytes(b"payload")
+    lying = Fault(status=200, headers={"ETag": '"' + md5(b"payload") + '"', checksums.S3_HEADER: "AAAAAA=="})
+    fault_proxy.rule = only("PUT", lying)  # type: ignore[assignment]
+    with pytest.raises(ChecksumMismatchError, match="CRC-32"):
+        store.put_file("f", tmp_path / "f")
+
+
 def test_failed_multipart_upload_is_aborted(fault_proxy: FaultProxy, tmp_path: Path) -> None:
     client = session.client("s3")
     client.create_bucket(Bucket=BUCKET)

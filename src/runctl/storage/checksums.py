@@ -19,11 +19,14 @@ probability 1 - 2^-32); like the MD5 ETag, it is not a defence against a deliber
 
 from __future__ import annotations
 
+import base64
 import functools
 import zlib
+from collections.abc import Sequence
 
 METADATA_KEY = "runctl-crc32"
 HEADER = "x-amz-meta-" + METADATA_KEY
+S3_HEADER = "x-amz-checksum-crc32"  # S3's own per-request CRC-32, which S3 verifies on arrival
 _POLY = 0xEDB88320  # zlib's CRC-32 polynomial, reflected
 
 
@@ -53,6 +56,19 @@ def parse_crc32(text: str | None) -> int | None:
         return int(text, 16)
     except ValueError:
         return None
+
+
+def s3_form(value: int) -> str:
+    """How S3 writes a CRC-32 (``x-amz-checksum-crc32``, ``ChecksumCRC32``): base64 of 4 bytes."""
+    return base64.b64encode(value.to_bytes(4, "big")).decode()
+
+
+def crc32_join(crcs: Sequence[int], chunk: int, size: int) -> int:
+    """The CRC-32 of ``size`` bytes from those of its consecutive ``chunk``-byte pieces."""
+    total = crcs[0]
+    for index in range(1, len(crcs)):
+        total = crc32_combine(total, crcs[index], min(chunk, size - index * chunk))
+    return total
 
 
 def crc32_combine(crc1: int, crc2: int, length2: int) -> int:

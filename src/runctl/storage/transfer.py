@@ -33,11 +33,16 @@ How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/rea
   be checked in parallel; an object with a plain MD5 ETag (one PUT; or any object on s3rver)
   must be hashed front to back: it is fetched in smaller ranges (``min_range / 4``) in order,
   and a thread hashes each range as soon as every range before it has landed.
-* **Checksums, both ways.** Every PUT carries ``Content-MD5`` (S3 rejects a body that does not
-  match) and the ETag S3 returns is compared with it too (catches servers and proxies that do
-  not check). Every object runctl writes also carries its CRC-32 in metadata
-  (:mod:`runctl.storage.checksums`: why), computed while the body is in memory for one PUT and in
-  a read-ahead pass for a multipart upload (the metadata goes with the first request). Downloads
+* **Checksums, both ways.** Every PUT carries ``Content-MD5`` and ``x-amz-checksum-crc32`` (S3
+  rejects a body that matches either not), and the ETag and CRC-32 S3 returns are compared with
+  them too (catches servers and proxies that do not check). A multipart upload is declared CRC-32
+  (``ChecksumAlgorithm``), as aws-cli does: S3 then checks each part's CRC-32 and the list of them
+  at completion (and moto, which otherwise builds a whole-object CRC by copying every part, takes
+  ~1.5 s less per 512 MiB). Every object runctl writes also carries its whole CRC-32 in metadata
+  (:mod:`runctl.storage.checksums`: why), computed while the body is in memory for one PUT, and
+  for a multipart upload in a read-ahead pass that records each part's CRC-32 (the metadata goes
+  with the first request; a part whose bytes no longer match when it is sent means the file
+  changed under the upload, which then fails instead of storing a mix). Downloads
   check size, then the stored CRC-32 when there is one: each ranged GET's thread checksums its
   own range at ~4 GB/s and the ranges' CRCs are combined. Objects written by other tools are
   checked against their ETag: a plain ETag is the object's MD5; a multipart ETag
@@ -277,14 +282,19 @@ class S3Transfer:
         if len(data) != size:
             raise _changed(path)
         digest = hashlib.md5(data).digest()
-        crc = checksums.format_crc32(zlib.crc32(data))
-        headers = {"Content-MD5": _md5_b64(digest), checksums.HEADER: crc}
+        crc = zlib.crc32(data)
+        headers = {
+            "Content-MD5": _md5_b64(digest),
+            checksums.HEADER: checksums.format_crc32(crc),
+            checksums.S3_HEADER: checksums.s3_form(crc),
+        }
 
         def attempt() -> Any:
             batch.check()
             return self._send("PutObject", "PUT", key, body=data, headers=headers)
 
         response = self._policy(f"upload s3://{self.bucket}/{key}").call(attempt)
+        _check_stored_crc(response.headers, crc, f"s3://{self.bucket}/{key}")
         etag = _etag(response.headers)
         check_stored(
             etag, response.headers.get("x-amz-server-side-encryption"), digest, f"s3://{self.bucket}/{key}"
@@ -299,13 +309,15 @@ class S3Transfer:
         count = math.ceil(size / part_size)
         fd = _Fd(os.open(path, os.O_RDONLY))
         try:
-            crc = _file_crc32(fd.fd, size, path)  # metadata goes with the first request
+            part_crcs = _part_crc32s(fd.fd, size, part_size, path)  # the metadata goes first
+            crc = checksums.crc32_join(part_crcs, part_size, size)
             created = session.call(
                 self.client.create_multipart_upload,
                 operation=f"start multipart upload of s3://{self.bucket}/{key}",
                 Bucket=self.bucket,
                 Key=key,
                 Metadata={checksums.METADATA_KEY: checksums.format_crc32(crc)},
+                ChecksumAlgorithm="CRC32",  # S3 checks each part's CRC-32 as it arrives
             )
         except BaseException:
             fd.close()
@@ -328,9 +340,10 @@ class S3Transfer:
             offset = (number - 1) * part_size
             length = min(part_size, size - offset)
             data = os.pread(fd.fd, length, offset)
-            if len(data) != length:
+            if len(data) != length or zlib.crc32(data) != part_crcs[number - 1]:
                 raise _changed(path)
             digest = hashlib.md5(data).digest()
+            crc = checksums.s3_form(part_crcs[number - 1])
 
             def attempt() -> Any:
                 batch.check()
@@ -340,17 +353,20 @@ class S3Transfer:
                     key,
                     query={"partNumber": str(number), "uploadId": upload_id},
                     body=data,
-                    headers={"Content-MD5": _md5_b64(digest)},
+                    headers={"Content-MD5": _md5_b64(digest), checksums.S3_HEADER: crc},
                 )
 
             response = self._policy(f"upload part {number}/{count} of s3://{self.bucket}/{key}").call(attempt)
+            where = f"part {number} of s3://{self.bucket}/{key}"
+            _check_stored_crc(response.headers, part_crcs[number - 1], where)
             check_stored(
                 _etag(response.headers),
                 response.headers.get("x-amz-server-side-encryption"),
                 digest,
-                f"part {number} of s3://{self.bucket}/{key}",
+                where,
             )
-            parts[number - 1] = {"PartNumber": number, "ETag": response.headers.get("ETag")}
+            etag = response.headers.get("ETag")
+            parts[number - 1] = {"PartNumber": number, "ETag": etag, "ChecksumCRC32": crc}
             digests[number - 1] = digest
             batch.advance(length)
             with batch.lock:
@@ -558,7 +574,9 @@ class S3Transfer:
                 fd.close()
                 size = temp.stat().st_size
                 if stored_crc is not None:
-                    self._verify(info, size, crc=(stored_crc, _combine(range_crcs, range_size, info.size)))
+                    ordered_crcs = [range_crcs[i] for i in range(count)]
+                    joined = checksums.crc32_join(ordered_crcs, range_size, info.size)
+                    self._verify(info, size, crc=(stored_crc, joined))
                 elif not state["trusted"] or not etag:
                     self._verify(info, size)
                 elif part_size:
@@ -783,25 +801,31 @@ class _Fd:
                 os.close(self.fd)
 
 
-def _combine(crcs: dict[int, int], range_size: int, size: int) -> int:
-    """The whole object's CRC-32 from those of its ranges, in order."""
-    total = crcs[0]
-    for index in range(1, len(crcs)):
-        total = checksums.crc32_combine(total, crcs[index], min(range_size, size - index * range_size))
-    return total
-
-
-def _file_crc32(fd: int, size: int, path: Path) -> int:
-    """The CRC-32 of the first ``size`` bytes of ``fd`` (one reused buffer: no allocation per read)."""
-    buffer = memoryview(bytearray(8 * MiB))
-    crc, position = 0, 0
+def _part_crc32s(fd: int, size: int, part_size: int, path: Path) -> list[int]:
+    """The CRC-32 of each ``part_size`` piece of ``fd``, in one pass through one reused buffer."""
+    buffer = memoryview(bytearray(min(8 * MiB, part_size)))
+    crcs: list[int] = []
+    position = 0
     while position < size:
-        got = os.preadv(fd, [buffer[: min(len(buffer), size - position)]], position)
-        if got <= 0:
-            raise _changed(path)
-        crc = zlib.crc32(buffer[:got], crc)
-        position += got
-    return crc
+        end, crc = min(position + part_size, size), 0
+        while position < end:
+            got = os.preadv(fd, [buffer[: min(len(buffer), end - position)]], position)
+            if got <= 0:
+                raise _changed(path)
+            crc = zlib.crc32(buffer[:got], crc)
+            position += got
+        crcs.append(crc)
+    return crcs
+
+
+def _check_stored_crc(headers: Any, crc: int, what: str) -> None:
+    """Raise if S3 answered with a CRC-32 of what it stored that is not the one sent."""
+    stored = headers.get(checksums.S3_HEADER)
+    if stored and stored != checksums.s3_form(crc):
+        raise ChecksumMismatchError(
+            f"{what}: S3 stored CRC-32 {stored}, expected {checksums.s3_form(crc)}",
+            hint="the data changed in transit; run the command again",
+        )
 
 
 def _changed(path: Path) -> ValidationError:
