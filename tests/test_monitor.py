@@ -15,9 +15,12 @@ from tests.conftest import run_cli
 
 
 def start(*args: str) -> subprocess.Popen[bytes]:
+    """The monitor as a Ctrl-C-able process, even when the suite itself runs in the background
+    (a shell's ``&`` ignores SIGINT, the child inherits that and Python then keeps it ignored)."""
     return subprocess.Popen(
         [sys.executable, "-m", "runctl", "monitor", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
