@@ -37,4 +37,19 @@ def test_malformed_metadata_is_ignored() -> None:
     assert parse_crc32("") is None
     assert parse_crc32("xyz") is None
     assert parse_crc32("0000000g") is None
+    almost_hex = ("0x123456", "+1234567", "1234_567", " 1234567", "-0000001", "１２３４５６７８", "123456789")
+    for almost in almost_hex:
+        assert parse_crc32(almost) is None, almost
     assert parse_crc32("deadbeef") == 0xDEADBEEF
+
+
+def test_answer_timestamps_are_parsed_fast_and_fall_back() -> None:
+    from datetime import UTC, datetime
+
+    from runctl.providers.aws.session import parse_timestamp
+
+    assert parse_timestamp("2026-11-28T18:20:09.000Z") == datetime(2026, 11, 28, 18, 20, 9, tzinfo=UTC)
+    assert parse_timestamp("2026-11-28T18:20:09").tzinfo is not None  # naive: UTC
+    http_date = parse_timestamp("Wed, 21 Oct 2015 07:28:00 GMT")  # not ISO: botocore's parser
+    assert http_date.timestamp() == datetime(2015, 10, 21, 7, 28, tzinfo=UTC).timestamp()
+    assert parse_timestamp(1445412480).timestamp() == 1445412480  # epoch seconds (JSON protocols)

@@ -13,14 +13,18 @@ from pathlib import Path
 from runctl.core.checkpoints import atomic_write
 from tests.conftest import run_cli
 
+# A shell's ``&`` makes a background suite ignore SIGINT, its children inherit that, and Python
+# then keeps it ignored: the monitor is started with Python's Ctrl-C handler put back.
+CTRL_C_ABLE = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'runctl'; runpy.run_module('runctl', run_name='__main__', alter_sys=True)"
+)
+
 
 def start(*args: str) -> subprocess.Popen[bytes]:
-    """The monitor as a Ctrl-C-able process, even when the suite itself runs in the background
-    (a shell's ``&`` ignores SIGINT, the child inherits that and Python then keeps it ignored)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "runctl", "monitor", *args],
+        [sys.executable, "-c", CTRL_C_ABLE, "monitor", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 

@@ -114,11 +114,13 @@ def test_storage_config_sizes_and_defaults(tmp_path: Path) -> None:
     assert parse_size("64MiB") == 64 * MiB and parse_size("1GiB") == 1 << 30 and parse_size("100MB") == 10**8
     with pytest.raises(ValueError, match="not a size"):
         parse_size("lots")
-    (tmp_path / ".runctl.toml").write_text('[storage]\npart_size = "8MiB"\nmax_concurrency = 4\n')
+    (tmp_path / ".runctl.toml").write_text('[storage]\npart_size = "16MiB"\nmax_concurrency = 4\n')
     config = load_config(cwd=tmp_path, environ={}).config
     settings = transfer_settings(config.storage)
-    assert settings.part_size == 8 * MiB and settings.max_concurrency == 4
-    assert settings.multipart_threshold == 64 * MiB
+    assert settings.part_size == 16 * MiB and settings.max_concurrency == 4
+    assert settings.multipart_threshold == 64 * MiB and settings.s3_checksums
+    config = load_config(cwd=tmp_path, environ={"RUNCTL_STORAGE__S3_CHECKSUMS": "false"}).config
+    assert not transfer_settings(config.storage).s3_checksums
     (tmp_path / ".runctl.toml").write_text('[storage]\npart_size = "1MiB"\n')
     with pytest.raises(ConfigError, match=r"storage\.part_size"):
         load_config(cwd=tmp_path, environ={})

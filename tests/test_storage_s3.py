@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -385,6 +386,23 @@ def test_every_part_carries_a_crc32_for_s3_to_check(fault_proxy: FaultProxy, tmp
     assert sent == {str(n): checksums.s3_form(zlib.crc32(piece)) for n, piece in enumerate(pieces, 1)}
     complete = next(r for r in fault_proxy.requests if r.method == "POST" and "uploadId=" in r.path)
     assert complete.body.count(b"<ChecksumCRC32>") == 3
+
+
+def test_s3_checksums_can_be_turned_off(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """For stores that refuse x-amz-checksum-*: none is sent; runctl's own CRC-32 still checks."""
+    session.client("s3").create_bucket(Bucket=BUCKET)
+    store = S3Storage(f"s3://{BUCKET}/run", settings=replace(SMALL, s3_checksums=False))
+    data = os.urandom(11 * MiB)
+    (tmp_path / "big.bin").write_bytes(data)
+    (tmp_path / "small.bin").write_bytes(b"small")
+    store.put_file("big.bin", tmp_path / "big.bin")
+    store.put_file("small.bin", tmp_path / "small.bin")
+    sent = [name.lower() for r in fault_proxy.requests for name in r.headers]
+    assert sent and not [name for name in sent if name.startswith("x-amz-checksum")]
+    assert not [r for r in fault_proxy.requests if b"ChecksumCRC32" in r.body]
+    assert sent.count(checksums.HEADER) == 2  # the multipart upload's creation and the one PUT
+    store.get_file("big.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == data
 
 
 def test_upload_whose_stored_crc32_differs_fails(fault_proxy: FaultProxy, tmp_path: Path) -> None:

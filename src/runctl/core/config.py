@@ -198,6 +198,8 @@ class StorageConfig(_Section):
     boto3's chain only. Transfers: objects up to ``multipart_threshold`` go in one request, larger
     ones in ``part_size`` parts; ``max_concurrency`` requests run at once (memory in flight is at
     most about ``max_concurrency × part_size``); each request is tried ``max_attempts`` times.
+    ``s3_checksums = false`` stops sending S3's ``x-amz-checksum-crc32`` (for stores that reject
+    it, such as Backblaze B2 or s3proxy); runctl's own CRC-32 in metadata is kept either way.
     """
 
     uri: str | None = None
@@ -207,6 +209,7 @@ class StorageConfig(_Section):
     part_size: ByteSize = Field(default=8 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
     max_concurrency: int = Field(default=16, ge=1, le=256)
     max_attempts: int = Field(default=5, ge=1, le=20)
+    s3_checksums: bool = True
 
     @field_validator("uri")
     @classmethod

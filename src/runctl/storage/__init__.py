@@ -49,6 +49,7 @@ def transfer_settings(config: StorageConfig | None = None) -> TransferSettings:
         part_size=config.part_size,
         max_concurrency=config.max_concurrency,
         max_attempts=config.max_attempts,
+        s3_checksums=config.s3_checksums,
     )
 
 

@@ -10,7 +10,8 @@ Why a checksum of our own, in user metadata (``x-amz-meta-runctl-crc32``), besid
 * **Every store keeps it.** S3's own additional checksums (``x-amz-checksum-*``) are not kept by
   every S3-compatible store, and some (s3rver) give a multipart object a plain MD5 ETag that can
   only be checked front to back. User metadata is kept by all of them, and it is sent with the
-  object's first request, so it can never describe another version than the bytes it came with.
+  object's first request, so it always describes the version it is stored with (a ranged
+  download reads it with a HEAD, and every range then asks for that version with ``If-Match``).
 
 Objects that runctl did not write (no metadata) are still checked against their ETag. CRC-32
 catches transmission and storage corruption (every burst of up to 32 bits, anything else with
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 import zlib
 from collections.abc import Sequence
 
@@ -28,6 +30,7 @@ METADATA_KEY = "runctl-crc32"
 HEADER = "x-amz-meta-" + METADATA_KEY
 S3_HEADER = "x-amz-checksum-crc32"  # S3's own per-request CRC-32, which S3 verifies on arrival
 _POLY = 0xEDB88320  # zlib's CRC-32 polynomial, reflected
+_HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 
 
 class Crc32:
@@ -49,13 +52,10 @@ def format_crc32(value: int) -> str:
 
 
 def parse_crc32(text: str | None) -> int | None:
-    """The CRC-32 stored in metadata, or None when absent or not eight hex digits."""
-    if not text or len(text) != 8:
+    """The CRC-32 stored in metadata, or None when absent or not exactly eight hex digits."""
+    if not text or not _HEX8.fullmatch(text):
         return None
-    try:
-        return int(text, 16)
-    except ValueError:
-        return None
+    return int(text, 16)
 
 
 def s3_form(value: int) -> str:

@@ -102,6 +102,7 @@ class TransferSettings:
     max_concurrency: int = 16
     max_attempts: int = 5
     min_range: int = 64 * MiB  # bytes per ranged GET, at least (not in the config: tests lower it)
+    s3_checksums: bool = True  # send S3's x-amz-checksum-crc32 (some S3-compatible stores refuse it)
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE or self.part_size > MAX_PART_SIZE:
@@ -283,11 +284,9 @@ class S3Transfer:
             raise _changed(path)
         digest = hashlib.md5(data).digest()
         crc = zlib.crc32(data)
-        headers = {
-            "Content-MD5": _md5_b64(digest),
-            checksums.HEADER: checksums.format_crc32(crc),
-            checksums.S3_HEADER: checksums.s3_form(crc),
-        }
+        headers = {"Content-MD5": _md5_b64(digest), checksums.HEADER: checksums.format_crc32(crc)}
+        if self.settings.s3_checksums:
+            headers[checksums.S3_HEADER] = checksums.s3_form(crc)
 
         def attempt() -> Any:
             batch.check()
@@ -311,13 +310,14 @@ class S3Transfer:
         try:
             part_crcs = _part_crc32s(fd.fd, size, part_size, path)  # the metadata goes first
             crc = checksums.crc32_join(part_crcs, part_size, size)
+            declared = {"ChecksumAlgorithm": "CRC32"} if self.settings.s3_checksums else {}
             created = session.call(
                 self.client.create_multipart_upload,
                 operation=f"start multipart upload of s3://{self.bucket}/{key}",
                 Bucket=self.bucket,
                 Key=key,
                 Metadata={checksums.METADATA_KEY: checksums.format_crc32(crc)},
-                ChecksumAlgorithm="CRC32",  # S3 checks each part's CRC-32 as it arrives
+                **declared,  # S3 then checks each part's CRC-32 as it arrives
             )
         except BaseException:
             fd.close()
@@ -343,7 +343,11 @@ class S3Transfer:
             if len(data) != length or zlib.crc32(data) != part_crcs[number - 1]:
                 raise _changed(path)
             digest = hashlib.md5(data).digest()
-            crc = checksums.s3_form(part_crcs[number - 1])
+            headers = {"Content-MD5": _md5_b64(digest)}
+            entry: dict[str, Any] = {"PartNumber": number}
+            if self.settings.s3_checksums:
+                crc = checksums.s3_form(part_crcs[number - 1])
+                headers[checksums.S3_HEADER] = entry["ChecksumCRC32"] = crc
 
             def attempt() -> Any:
                 batch.check()
@@ -353,7 +357,7 @@ class S3Transfer:
                     key,
                     query={"partNumber": str(number), "uploadId": upload_id},
                     body=data,
-                    headers={"Content-MD5": _md5_b64(digest), checksums.S3_HEADER: crc},
+                    headers=headers,
                 )
 
             response = self._policy(f"upload part {number}/{count} of s3://{self.bucket}/{key}").call(attempt)
@@ -365,8 +369,7 @@ class S3Transfer:
                 digest,
                 where,
             )
-            etag = response.headers.get("ETag")
-            parts[number - 1] = {"PartNumber": number, "ETag": etag, "ChecksumCRC32": crc}
+            parts[number - 1] = {**entry, "ETag": response.headers.get("ETag")}
             digests[number - 1] = digest
             batch.advance(length)
             with batch.lock:
@@ -486,9 +489,10 @@ class S3Transfer:
         ETag costs a second HEAD (``?partNumber=1``, whose answer some stores strip of metadata)
         for the part size, which decides how the ranges are cut.
         """
-        etag = info.etag
+        head = self._head(info.key)
+        etag = info.etag or (head.get("ETag") or "").strip('"') or None  # ranges must match its version
         multipart = _MULTIPART_ETAG.match(etag or "")
-        metadata = self._head(info.key).get("Metadata") or {}
+        metadata = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}  # MinIO: Runctl-Crc32
         stored_crc = checksums.parse_crc32(metadata.get(checksums.METADATA_KEY))
         part_size: int | None = None
         if multipart and stored_crc is None:
@@ -539,7 +543,7 @@ class S3Transfer:
                             take = len(view)
                             if part_size:
                                 take = min(take, part_size - (position % part_size))
-                            os.pwrite(fd.fd, view[:take], position)
+                            _pwrite_all(fd.fd, view[:take], position)
                             if part_size:
                                 md5.update(view[:take])
                             position += take
@@ -818,6 +822,15 @@ def _part_crc32s(fd: int, size: int, part_size: int, path: Path) -> list[int]:
     return crcs
 
 
+def _pwrite_all(fd: int, data: memoryview, position: int) -> None:
+    """Write all of ``data`` at ``position`` (``pwrite`` may write less, e.g. on network file systems)."""
+    while data:
+        written = os.pwrite(fd, data, position)
+        if written <= 0:
+            raise OSError(f"could not write at offset {position}")
+        data, position = data[written:], position + written
+
+
 def _check_stored_crc(headers: Any, crc: int, what: str) -> None:
     """Raise if S3 answered with a CRC-32 of what it stored that is not the one sent."""
     stored = headers.get(checksums.S3_HEADER)
@@ -830,7 +843,7 @@ def _check_stored_crc(headers: Any, crc: int, what: str) -> None:
 
 def _changed(path: Path) -> ValidationError:
     return ValidationError(
-        f"{path} changed size while it was being uploaded",
+        f"{path} changed while it was being uploaded",
         hint="upload it once it is completely written (publish a checkpoint after it is renamed into place)",
     )
 

@@ -135,21 +135,24 @@ def client(
 
 def _botocore_session() -> Any:
     import botocore.session
-    from botocore.utils import parse_timestamp
-
-    def timestamp(value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value)
-            except ValueError:
-                pass
-            else:
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        return parse_timestamp(value)
 
     core = botocore.session.get_session()
-    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=timestamp)
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     return core
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An answer's timestamp: ISO 8601 by ``fromisoformat`` (naive means UTC), else botocore's way."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    return botocore_parse(value)  # type: ignore[no-any-return]
 
 
 def reset_clients() -> None:
