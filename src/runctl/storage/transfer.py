@@ -504,11 +504,10 @@ class S3Transfer:
         count = math.ceil(info.size / range_size)
         temp = temp_path(destination)
         fd = _Fd(os.open(temp, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644))
-        os.ftruncate(fd.fd, info.size)
         part_digests: dict[int, bytes] = {}
         range_crcs: dict[int, int] = {}
         state = {"remaining": count, "trusted": True}
-        hasher = _OrderedMD5(fd.fd, info.size, range_size) if ordered else None
+        hasher: _OrderedMD5 | None = None
 
         def cleanup() -> None:
             if hasher is not None:
@@ -516,8 +515,11 @@ class S3Transfer:
             fd.close()
             temp.unlink(missing_ok=True)
 
-        with batch.lock:
+        with batch.lock:  # registered before anything else can fail: no fd or temp file is left
             batch.cleanups.append(cleanup)
+        os.ftruncate(fd.fd, info.size)
+        if ordered:
+            hasher = _OrderedMD5(fd.fd, info.size, range_size)
 
         def fetch(index: int) -> None:
             batch.check()
