@@ -34,7 +34,7 @@ How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/rea
   must be hashed front to back: it is fetched in smaller ranges (``min_range / 4``) in order,
   and a thread hashes each range as soon as every range before it has landed.
 * **Checksums, both ways.** Every PUT carries ``Content-MD5`` and ``x-amz-checksum-crc32`` (S3
-  rejects a body that matches either not), and the ETag and CRC-32 S3 returns are compared with
+  rejects a body that does not match either), and the ETag and CRC-32 S3 returns are compared with
   them too (catches servers and proxies that do not check). A multipart upload is declared CRC-32
   (``ChecksumAlgorithm``), as aws-cli does: S3 then checks each part's CRC-32 and the list of them
   at completion (and moto, which otherwise builds a whole-object CRC by copying every part, takes
