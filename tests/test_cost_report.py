@@ -152,10 +152,23 @@ def test_prometheus_cost_gauges_use_the_same_rules(known: dict[str, str], isolat
     assert rates == {"aws": 0.0, "local": 36.0, "runpod": 0.0}
 
 
-def test_budget_status_shows_the_figures(known: dict[str, str]) -> None:
+def test_budget_status_shows_the_figures(known: dict[str, str], isolated_env: Path) -> None:
+    """The figures come from an injected clock (the fixture's November, not today's month); the
+    CLI's own clock only decides which rows fall in the period, so its table is checked apart."""
+    from runctl.core import budget
+    from runctl.core.config import CostConfig
+
+    ledger = Ledger(isolated_env / "ledger.db")
+    try:
+        november = budget.status(ledger, CostConfig(budget_usd=100), now=MIDNIGHT + 86400)
+    finally:
+        ledger.close()
+    assert november["budget_usd"] == 100 and november["running_usd_per_hour"] == 36.0
+    assert november["period_start"] == "2026-11-01T00:00:00+00:00"
+    # alpha and beta fall in November; the local process opened "now" is after the clock
+    assert november["spent_usd"] == pytest.approx(36.12 + 3.6, abs=0.05)
     result = run_cli("cost", "budget", "-o", "json", env={"RUNCTL_COST__BUDGET_USD": "100"})
     data = json.loads(result.stdout)
     assert data["budget_usd"] == 100 and data["running_usd_per_hour"] == 36.0
-    assert data["spent_usd"] == pytest.approx(36.12 + 3.6 + 3.6, abs=0.05)  # all of it this month
     table = run_cli("cost", "budget", env={"RUNCTL_COST__BUDGET_USD": "100"})
     assert "of $100.00" in table.stdout
