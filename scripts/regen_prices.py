@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     for provider, skip in (("aws", args.no_aws), ("runpod", args.no_runpod)):
         if skip:
             continue
-        path = DATA / prices.CATALOGUE_FILES[provider]
+        path = DATA / prices.catalogue_files()[provider]
         before = json.loads(path.read_text())
         after = json.loads(json.dumps(before))
         if provider == "aws":

@@ -10,6 +10,7 @@ import pytest
 from runctl.core.errors import NotFoundError, ValidationError
 from runctl.core.ledger import Ledger
 from runctl.providers.aws.context import TAG_KIND, TAG_MANAGED, TAG_PERSISTENT, TAG_RESOURCE
+from runctl.providers.base import LaunchOptions
 from tests.support.aws import boto, form, lost_response, make_provider
 from tests.support.fault_proxy import ec2_error
 
@@ -24,7 +25,7 @@ def _volume_ids(moto_url: str) -> set[str]:
 
 
 def _instance(provider, zone: str):  # type: ignore[no-untyped-def]
-    plan = provider.plan(provider.machine_spec("t3.micro", zone=zone))
+    plan = provider.plan(provider.spec(LaunchOptions(instance_type="t3.micro", zone=zone)))
     return provider.apply(plan, wait=True)[0]
 
 

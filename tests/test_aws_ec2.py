@@ -21,6 +21,7 @@ from runctl.core.errors import (
 from runctl.core.ledger import Ledger
 from runctl.providers.aws.context import TAG_JOB, TAG_KIND, TAG_MANAGED, TAG_PROTECT, TAG_RESOURCE, TAG_USER
 from runctl.providers.aws.provider import shell_script
+from runctl.providers.base import LaunchOptions
 from tests.support.aws import (
     al2023_image,
     alive_instances,
@@ -37,7 +38,7 @@ ZONES_T3 = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"
 
 
 def _create(provider, instance_type: str = "t3.micro", **options):  # type: ignore[no-untyped-def]
-    plan = provider.plan(provider.machine_spec(instance_type, **options))
+    plan = provider.plan(provider.spec(LaunchOptions(instance_type=instance_type, **options)))
     machine = provider.apply(plan)[0]
     return provider.ledger.get_resource(machine.resource_id), machine
 
@@ -132,7 +133,7 @@ def test_lost_answer_is_recovered_by_tag_not_by_a_second_instance(fault_proxy, a
 def test_throttling_that_never_ends_is_bounded_and_leaks_nothing(fault_proxy, aws):
     provider = make_provider()
     fault_proxy.fail_first(10_000, ec2_error("RequestLimitExceeded", 503), action="RunInstances")
-    plan = provider.plan(provider.machine_spec("t3.micro"))
+    plan = provider.plan(provider.spec(LaunchOptions(instance_type="t3.micro")))
     with pytest.raises(RetryExhaustedError):
         provider.apply(plan)
     assert fault_proxy.count("RunInstances") == 4  # FAST_API.max_attempts, for the first zone only
@@ -188,7 +189,7 @@ def test_quota_error_fails_at_once(fault_proxy, aws):
 def test_instance_guard_refuses_past_the_limit_without_yes(aws):
     provider = make_provider(Config(aws=AwsConfig(max_running_instances=1)))
     _create(provider)
-    plan = provider.plan(provider.machine_spec("t3.micro"))
+    plan = provider.plan(provider.spec(LaunchOptions(instance_type="t3.micro")))
     with pytest.raises(BudgetError) as caught:
         provider.apply(plan)
     assert "max_running_instances" in str(caught.value) and "--yes" in (caught.value.hint or "")
@@ -221,7 +222,7 @@ def test_instances_of_others_do_not_count_against_the_guard(aws):
         (["t3.micro", "--ami", "ami-0123456789abcdef0"], "does not exist in us-east-1"),
         (["t3.micro", "--ami", "ubuntu"], "not an EC2 image id"),
         (["t3.micro", "--data-volume", "vol-xyz"], "not an EC2 volume id"),
-        (["t3.micro", "--max-price", "-1"], "--max-price must be positive"),
+        (["t3.micro", "--max-price", "-1"], "--max-price must be a positive number"),
     ],
 )
 def test_bad_create_input_is_a_validation_error_before_any_create(fault_proxy, aws, cli, args, needle):
@@ -236,19 +237,21 @@ def test_bad_create_input_is_a_validation_error_before_any_create(fault_proxy, a
 def test_image_for_another_architecture_is_refused(aws):
     provider = make_provider()
     with pytest.raises(ValidationError, match="is for arm64 but the instance type needs x86_64"):
-        provider.plan(provider.machine_spec("t3.micro", image=al2023_image(aws, "arm64")))
+        provider.plan(
+            provider.spec(LaunchOptions(instance_type="t3.micro", image=al2023_image(aws, "arm64")))
+        )
 
 
 def test_type_not_offered_in_the_region(aws):
     provider = make_provider(region="eu-west-3")
     with pytest.raises(ValidationError, match=r"p4d\.24xlarge is not offered in region eu-west-3"):
-        provider.plan(provider.machine_spec("p4d.24xlarge"))
+        provider.plan(provider.spec(LaunchOptions(instance_type="p4d.24xlarge")))
 
 
 def test_gpu_type_without_a_deep_learning_ami_is_a_clear_error(aws):
     provider = make_provider()
     with pytest.raises(NotFoundError) as caught:
-        provider.plan(provider.machine_spec("g5.xlarge"))
+        provider.plan(provider.spec(LaunchOptions(instance_type="g5.xlarge")))
     assert "no Deep Learning AMI for x86_64" in str(caught.value)
     assert "--ami" in (caught.value.hint or "")
 
@@ -257,8 +260,10 @@ def test_dry_run_prints_the_plan_and_creates_nothing(fault_proxy, aws, cli):
     result = cli("aws", "create", "t3.micro", "--spot", "--dry-run", "-o", "json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    assert [c["market"] for c in plan["candidates"]] == ["spot"] * 5 + ["on-demand"] * 5
-    assert plan["run_instances"]["InstanceType"] == "t3.micro"
+    assert len(plan["tries"]) == 10 and plan["tries"][0].startswith("spot@us-east-1")
+    assert plan["tries"][-1].startswith("on-demand@us-east-1")
+    assert [c["market"] for c in plan["request"]["candidates"]] == ["spot"] * 5 + ["on-demand"] * 5
+    assert plan["request"]["run_instances"]["InstanceType"] == "t3.micro"
     assert fault_proxy.count("RunInstances") == 0
     assert Ledger.open_default().list_resources() == []
 
@@ -410,7 +415,9 @@ def test_data_volume_in_another_zone_is_refused_before_any_create(fault_proxy, a
     provider = make_provider()
     _, volume = provider.volumes.create(size_gb=10, zone="us-east-1c")
     with pytest.raises(ValidationError, match="is in us-east-1c, the instance would be in us-east-1a"):
-        provider.plan(provider.machine_spec("t3.micro", zone="us-east-1a", data_volume=volume.id))
+        provider.plan(
+            provider.spec(LaunchOptions(instance_type="t3.micro", zone="us-east-1a", data_volume=volume.id))
+        )
     assert fault_proxy.count("RunInstances") == 0
 
 
@@ -418,7 +425,7 @@ def test_failed_attach_releases_the_instance_it_created(fault_proxy, aws):
     provider = make_provider()
     _, volume = provider.volumes.create(size_gb=10, zone="us-east-1b")
     fault_proxy.fail_first(1, ec2_error("VolumeInUse"), action="AttachVolume")
-    plan = provider.plan(provider.machine_spec("t3.micro", data_volume=volume.id))
+    plan = provider.plan(provider.spec(LaunchOptions(instance_type="t3.micro", data_volume=volume.id)))
     with pytest.raises(Exception, match="VolumeInUse"):
         provider.apply(plan)
 

@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runctl.core import cost
+from runctl.core.config import Config
 from runctl.core.ledger import Ledger
+from runctl.providers import registry
 
 BASE = datetime(2026, 9, 14, 20, 0, tzinfo=UTC).timestamp()  # evenings: periods cross midnight
 KINDS = [("aws", "instance"), ("aws", "volume"), ("aws", "snapshot"), ("runpod", "pod"), ("local", "process")]
@@ -37,6 +39,17 @@ resource = st.fixed_dictionaries(
 )
 
 
+def billing(provider: str, kind: str) -> dict[str, float]:
+    """The billing minimum the provider itself states for ``kind`` (the lifecycle records it with
+    every resource it writes; these tests write their rows directly, so they record it too)."""
+    minimum = (
+        0.0
+        if provider == "local"
+        else registry.compute(provider, Ledger(":memory:"), Config()).billing_minimum_s(kind)
+    )
+    return {"billing_minimum_s": minimum}
+
+
 def build(ledger: Ledger, resources: list[dict]) -> tuple[list[dict], float, dict[int, str]]:
     """Write the synthetic ledger; return the pieces (with their period) and ``now``."""
     jobs = {n: ledger.create_job(name=f"job{n}", provider="aws", script="t.py").id for n in range(3)}
@@ -46,7 +59,10 @@ def build(ledger: Ledger, resources: list[dict]) -> tuple[list[dict], float, dic
         provider, kind = spec["kind"]
         job_id = None if spec["job"] is None else jobs[spec["job"]]
         row = ledger.record_intent(
-            provider=provider, kind=kind, job_id=job_id, spec={"instance_type": f"t{n}"}
+            provider=provider,
+            kind=kind,
+            job_id=job_id,
+            spec={"instance_type": f"t{n}", **billing(provider, kind)},
         )
         ledger.mark_created(row.id, cloud_id=f"c-{n}", state="x", billable=False, rate_usd_per_hour=1.0)
         t = BASE + spec["offset"]
@@ -165,7 +181,7 @@ def _ledger_with(tmp_path: Path, provider: str, kind: str, intervals: list[tuple
     tmp_path.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(tmp_path / "ledger.db")
     job = ledger.create_job(name="j", provider=provider, script="t.py")
-    row = ledger.record_intent(provider=provider, kind=kind, job_id=job.id)
+    row = ledger.record_intent(provider=provider, kind=kind, job_id=job.id, spec=billing(provider, kind))
     ledger.mark_created(row.id, cloud_id="c-1", state="x", billable=False, rate_usd_per_hour=36.0)
     conn = sqlite3.connect(ledger.path)
     conn.executemany(
@@ -217,7 +233,9 @@ def test_transitions_through_the_ledger_api_are_billed_by_the_rules(tmp_path: Pa
     """Real transitions (running, stopped, running, new rate, terminated): one period per run."""
     ledger = Ledger(tmp_path / "ledger.db")
     job = ledger.create_job(name="j", provider="aws", script="t.py")
-    row = ledger.record_intent(provider="aws", kind="instance", job_id=job.id)
+    row = ledger.record_intent(
+        provider="aws", kind="instance", job_id=job.id, spec=billing("aws", "instance")
+    )
     ledger.mark_created(row.id, cloud_id="i-1", state="running", billable=True, rate_usd_per_hour=36.0)
     ledger.transition(row.id, "stopped", billable=False)
     ledger.transition(row.id, "running", billable=True)

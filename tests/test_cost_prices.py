@@ -15,6 +15,7 @@ from runctl.core import cost, prices
 from runctl.core.errors import ValidationError
 from runctl.core.ledger import Ledger
 from runctl.providers.aws import pricing
+from runctl.providers.base import LaunchOptions
 from tests.conftest import run_cli
 from tests.support.aws import al2023_image, make_provider
 from tests.support.fake_runpod import FakeRunpod
@@ -294,7 +295,9 @@ def _spot_answer(price: str, zone: str, when: float) -> Fault:
 def test_spot_rate_falls_back_to_the_bound_then_follows_real_quotes(fault_proxy, aws) -> None:
     provider = make_provider()
     plan = provider.plan(
-        provider.machine_spec("g5.xlarge", spot=True, fallback=False, image=al2023_image(aws))
+        provider.spec(
+            LaunchOptions(instance_type="g5.xlarge", spot=True, fallback=False, image=al2023_image(aws))
+        )
     )
     machine = provider.apply(plan)[0]
     row = provider.ledger.get_resource(machine.resource_id)

@@ -46,7 +46,10 @@ def known(isolated_env: Path) -> dict[str, str]:
     ]
     intervals = []
     for name, provider, kind, job_id, spec, rate, start, end in rows:
-        row = ledger.record_intent(provider=provider, kind=kind, job_id=job_id, spec=spec)
+        minimum = 60.0 if provider == "aws" else 0.0  # what the AWS provider records (EC2/EBS)
+        row = ledger.record_intent(
+            provider=provider, kind=kind, job_id=job_id, spec={**spec, "billing_minimum_s": minimum}
+        )
         ledger.mark_created(row.id, cloud_id=f"{name}-1", state="x", billable=False, rate_usd_per_hour=rate)
         ids[name] = row.id
         intervals.append((row.id, job_id, start, end, rate))
@@ -86,7 +89,7 @@ def test_report_by_provider_type_and_resource(known: dict[str, str]) -> None:
     providers = {r["key"]: r["cost_usd"] for r in report("--by", "provider")["rows"]}
     assert providers == pytest.approx({"aws": 36.12, "runpod": 3.6, "local": 3.6}, abs=0.05)
     types = {r["key"]: r["cost_usd"] for r in report("--by", "type")["rows"]}
-    assert types["g5.xlarge"] == pytest.approx(36.0) and types["ebs gp3"] == pytest.approx(0.12)
+    assert types["g5.xlarge"] == pytest.approx(36.0) and types["volume gp3"] == pytest.approx(0.12)
     assert types["NVIDIA RTX A5000"] == pytest.approx(3.6)
     resources = {r["key"]: r for r in report("--by", "resource")["rows"]}
     assert resources[known["volume"]]["label"] == "aws volume volume-1"

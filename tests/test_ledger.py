@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runctl.core.cost import interval_cost, job_cost, total_cost
+from runctl.core.cost import interval_cost, job_cost
 from runctl.core.errors import LedgerCorruptError, NotFoundError, StateDirError, StateError, ValidationError
 from runctl.core.ledger import LEDGER_FILE, MIGRATIONS, Ledger, UsageInterval
 from runctl.core.paths import ensure_state_dir
@@ -291,7 +291,6 @@ def test_open_interval_is_costed_up_to_now() -> None:
     closed = UsageInterval("r-1", "j-1", started_at=0.0, ended_at=100.0, rate_usd_per_hour=36.0)
     assert interval_cost(open_interval, now=1100.0) == pytest.approx(1.0)
     assert interval_cost(closed, now=5000.0) == pytest.approx(1.0)
-    assert total_cost([open_interval, closed], now=1100.0) == pytest.approx(2.0)
 
 
 def test_transition_of_unknown_resource_is_not_found_and_rolls_back(ledger: Ledger) -> None:

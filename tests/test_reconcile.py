@@ -12,13 +12,14 @@ import pytest
 
 from runctl.core.ledger import Ledger
 from runctl.providers.aws.context import TAG_MANAGED, TAG_PROTECT, TAG_RESOURCE, TAG_USER, current_user
+from runctl.providers.base import LaunchOptions
 from runctl.workflows.reconcile import apply_reconcile, plan_cleanup, plan_reconcile, run_cleanup
 from tests.support.aws import al2023_image, alive_instances, boto, make_provider, unaccounted
 from tests.support.fault_proxy import ec2_error
 
 
 def _create(provider, **options):  # type: ignore[no-untyped-def]
-    plan = provider.plan(provider.machine_spec("t3.micro", **options))
+    plan = provider.plan(provider.spec(LaunchOptions(instance_type="t3.micro", **options)))
     machine = provider.apply(plan)[0]
     return provider.ledger.get_resource(machine.resource_id), machine
 

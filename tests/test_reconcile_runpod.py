@@ -19,7 +19,7 @@ from runctl.providers.base import INTENT_GRACE_S, MachineSpec
 from runctl.providers.runpod.api import RunpodAPI, pod_name
 from runctl.providers.runpod.graphql import GraphQLClient
 from runctl.providers.runpod.provider import RunpodProvider
-from runctl.workflows.reconcile import apply_reconcile, plan_cleanup, plan_reconcile, run_cleanup
+from runctl.workflows.reconcile import apply_reconcile, plan_cleanup, plan_reconcile, run_cleanup, settle
 from tests.conftest import run_cli
 from tests.support.fake_runpod import FakeRunpod
 
@@ -85,9 +85,9 @@ def test_reconcile_and_runpods_own_reconcile_share_the_grace(
     provider: RunpodProvider, ledger: Ledger
 ) -> None:
     young = ledger.record_intent(provider="runpod", kind="pod")
-    assert provider.reconcile(young).state == "intent"
+    assert settle(provider.lifecycle, provider, young).state == "intent"
     assert [a.action for a in reconcile(provider, apply=False)] == ["in_flight"]
-    assert provider.reconcile(young, intent_grace_s=0).state == "create_failed"
+    assert settle(provider.lifecycle, provider, young, intent_grace_s=0).state == "create_failed"
 
 
 def test_pod_terminated_outside_runctl_is_marked_gone(
@@ -182,7 +182,7 @@ def test_cli_skips_runpod_without_a_key_unless_the_ledger_has_pods(
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     skipped = run_cli("resources", "reconcile", "-o", "json")
     assert skipped.returncode == 0, skipped.stderr
-    assert "RunPod has no API key" in skipped.stderr and runpod_fake.requests == []
+    assert "runpod is not configured" in skipped.stderr and runpod_fake.requests == []
 
     Ledger.open_default().record_intent(provider="runpod", kind="pod")
     refused = run_cli("resources", "reconcile")  # a RunPod resource may be billing: never skip it

@@ -324,3 +324,83 @@ def test_max_restarts_reruns_a_failed_script(cloud: MachineSimulator, project: P
     shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
     assert (shown["preemptions"], shown["restarts"]) == (0, 1)
     assert not instances("running")
+
+
+def _job_id(stderr: str) -> str:
+    return stderr.split("job ")[1].split()[0]
+
+
+def test_ctrl_c_stop_keeps_the_machine_and_jobs_resume_continues_it(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    """--on-interrupt stop: the on-demand machine is stopped (verified, in the ledger), the job is
+    ``stopped`` (not final); ``jobs resume`` starts the same machine and the agent continues from
+    the checkpoint as attempt 2."""
+    proc = controller(
+        "aws", "train", "new", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--on-demand", "--wait", "--on-interrupt", "stop", "--poll-interval", "0.3s", "--", "200", "0.05",
+        cwd=project,
+    )  # fmt: skip
+    cloud.wait_for_agent(timeout=60)
+    wait_for_checkpoint_in_storage()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr + str(cloud.errors)
+    job_id = _job_id(stderr)
+    assert f"runctl jobs resume {job_id}" in stderr
+    (stopped,) = instances()
+    assert stopped["State"]["Name"] == "stopped"
+    shown = json.loads(run_cli("jobs", "show", job_id, "-o", "json").stdout)
+    assert shown["state"] == "stopped"
+    machines = [r for r in shown["resources"] if r["kind"] == "instance"]
+    assert [r["state"] for r in machines] == ["stopped"]
+
+    resumed = run_cli(
+        "jobs", "resume", job_id, "--wait", "--poll-interval", "0.3s", "-o", "json", timeout=240
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr + str(cloud.errors)
+    job = json.loads(resumed.stdout)["job"]
+    assert job["state"] == "succeeded" and job["attempt"] == 2
+    (same,) = instances()  # the same machine, started again, and released at the end
+    assert same["InstanceId"] == stopped["InstanceId"] and same["State"]["Name"] == "terminated"
+    log = run_cli("logs", job_id).stdout
+    saved = int(log.split("stopped at step ")[1].split()[0])
+    assert f"resumed from step {saved}" in log
+
+
+def test_stop_is_refused_for_a_spot_machine_before_anything_is_created(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    result = run_cli(
+        "aws", "train", "new", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--spot", "--on-interrupt", "stop", cwd=project,
+    )  # fmt: skip
+    assert result.returncode == 65, result.stderr
+    assert "spot instance cannot be stopped" in result.stderr and "hint:" in result.stderr
+    assert instances() == []
+    assert json.loads(run_cli("jobs", "list", "-o", "json").stdout) == []
+
+
+def test_jobs_wait_relaunches_with_the_stored_request(cloud: MachineSimulator, project: Path) -> None:
+    """A job submitted without --wait; after a spot notice, `jobs wait` (no options) resumes it on a
+    new machine of the same spec, with its own --auto-resume and --keep-last-n."""
+    submitted = run_cli(
+        "aws", "train", "new", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--spot", "--auto-resume", "--keep-last-n", "2", "--", "400", "0.05", cwd=project,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = _job_id(submitted.stderr)
+    stored = json.loads(run_cli("jobs", "show", job_id, "-o", "json").stdout)
+    request = stored["request"]
+    assert request["auto_resume"] is True and request["keep_last_n"] == 2
+    assert request["spec"]["instance_type"] == "t3.micro" and request["spec"]["spot"] is True
+    first = cloud.wait_for_agent(timeout=60)
+    wait_for_checkpoint_in_storage()
+    first.imds.schedule_interruption(in_seconds=60)
+    waited = run_cli("jobs", "wait", job_id, "--poll-interval", "0.3s", "-o", "json", timeout=300)
+    assert waited.returncode == 0, waited.stderr + str(cloud.errors)
+    job = json.loads(waited.stdout)["job"]
+    assert job["state"] == "succeeded" and job["attempt"] == 2
+    both = instances()
+    assert len(both) == 2 and {i["InstanceType"] for i in both} == {"t3.micro"}
+    assert all(i.get("InstanceLifecycle") == "spot" for i in both)

@@ -25,6 +25,7 @@ from runctl.providers.base import MachineSpec
 from runctl.providers.runpod.api import RunpodAPI, pod_name, resource_id_from_pod_name
 from runctl.providers.runpod.graphql import AmbiguousRequestError, GraphQLClient, classify_response
 from runctl.providers.runpod.provider import RunpodProvider, pod_start_command
+from runctl.workflows.reconcile import settle
 from tests.support.fake_runpod import CAPACITY_MESSAGE, FakeRunpod, RecordedRequest
 
 FAST = RetryPolicy(max_attempts=4, initial_delay=0.01, max_delay=0.05, deadline=10, name="test")
@@ -324,13 +325,13 @@ def test_intent_row_is_found_by_name_and_reconciled(
     runpod_fake.deploy({"name": "someone-elses-pod", "gpuTypeId": A5000}, spot=False)
     assert provider.lookup(intent) == "running"
     assert [p.resource_id for p in provider.managed_pods()] == [intent.id]
-    adopted = provider.reconcile(intent)
+    adopted = settle(provider.lifecycle, provider, intent)
     assert adopted.state == "running" and adopted.cloud_id is not None
     assert adopted.rate_usd_per_hour == pytest.approx(0.27)
 
     orphan = ledger.record_intent(provider="runpod", kind="pod")
-    assert provider.reconcile(orphan).state == "intent"  # a create may still be in flight
-    assert provider.reconcile(orphan, intent_grace_s=0).state == "create_failed"
+    assert settle(provider.lifecycle, provider, orphan).state == "intent"  # a create may still be in flight
+    assert settle(provider.lifecycle, provider, orphan, intent_grace_s=0).state == "create_failed"
 
 
 def test_plan_errors_name_the_fix(provider: RunpodProvider) -> None:

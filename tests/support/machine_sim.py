@@ -102,6 +102,7 @@ class MachineSimulator:
             if instance is None or instance["State"]["Name"] != "running":
                 continue
             machine = self.machine(instance["InstanceId"], instance["Placement"]["AvailabilityZone"])
+            machine.down = False  # a stopped machine started again runs commands like a new one
             script = "\n".join(command["Parameters"]["commands"])
             env = {
                 **os.environ,

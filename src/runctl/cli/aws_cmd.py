@@ -7,14 +7,13 @@ answers are rendered. INSTANCE / VOLUME arguments accept an EC2 id or a runctl r
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runctl.cli import render
-from runctl.cli.cost_cmd import OverBudgetOpt, launch_check, precheck
-from runctl.cli.options import OutputOpt, duration_arg
+from runctl.cli import launching, render
+from runctl.cli.launching import CreateOutput, CreateOutputOpt, DryRunOpt
+from runctl.cli.options import OutputOpt, OverBudgetOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -32,21 +31,15 @@ VolumeArg = Annotated[str, typer.Argument(metavar="VOLUME", help="Volume id (vol
 ForceOpt = Annotated[bool, typer.Option("--force", help="Act even on a resource runctl does not own.")]
 
 
-class CreateOutput(StrEnum):
-    table = "table"
-    json = "json"
-    id = "id"
-
-
-CreateOutputOpt = Annotated[
-    CreateOutput, typer.Option("--output", "-o", help="table, json, or id (just the cloud id).")
-]
-
-
 def _provider(*, quiet: bool = False) -> AwsProvider:
+    from runctl.providers import registry
     from runctl.providers.aws.provider import AwsProvider
 
-    return AwsProvider(STATE.ledger(), STATE.loaded().config, progress=None if quiet else render.info)
+    provider = registry.compute(
+        "aws", STATE.ledger(), STATE.loaded().config, progress=None if quiet else render.info
+    )
+    assert isinstance(provider, AwsProvider)
+    return provider
 
 
 def _cost(provider: AwsProvider, resource_id: str | None) -> float | None:
@@ -132,9 +125,7 @@ def create(
     wait: Annotated[bool, typer.Option("--wait", help="Return once the instance is running.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Go past aws.max_running_instances.")] = False,
     over_budget: OverBudgetOpt = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the priced plan; create nothing.")
-    ] = False,
+    dry_run: DryRunOpt = False,
     output: CreateOutputOpt = CreateOutput.table,
 ) -> None:
     """Create an EC2 instance: recorded in the ledger first, tagged, priced, cleaned up on failure.
@@ -142,80 +133,28 @@ def create(
     The priced plan is checked against the [cost] limits first: a launch that would break one
     is refused (exit 79) before anything is created, unless --over-budget.
     """
-    if not dry_run:
-        precheck(over_budget)  # a budget already used up: refused before any AWS request
-    provider = _provider(quiet=output is not CreateOutput.table)
-    spec = provider.machine_spec(
-        instance_type,
+    from runctl.providers.base import LaunchOptions
+
+    options = LaunchOptions(
+        instance_type=instance_type,
         spot=spot,
         fallback=fallback,
         max_price=max_price,
         zone=az,
         image=ami,
         iam_instance_profile=iam_instance_profile,
-        data_volume=provider.resolve(data_volume, "volume") if data_volume else None,
-        root_size_gb=root_size,
+        data_volume=data_volume,
+        disk_gb=root_size,
         name=name,
     )
-    plan = provider.plan(spec)
-    verdict = launch_check(
-        plan, over_budget=over_budget, dry_run=dry_run, quiet=output is not CreateOutput.table
-    )
-    summary = {
-        "instance_type": spec.instance_type,
-        "candidates": plan.request["candidates"],
-        "image": plan.request["ami"],
-        "rate_usd_per_hour": plan.rate_usd_per_hour,
-        "notes": list(plan.notes),
-        "budget": {"allowed": verdict.allowed, "refusals": verdict.refusals, "warnings": verdict.warnings},
-    }
-    if dry_run:
-        if output is CreateOutput.json:
-            render.print_json({**summary, "run_instances": plan.request["run_instances"]})
-        else:
-            tries = ", ".join(f"{c['market']}@{c['zone']}" for c in plan.request["candidates"])
-            rate = plan.rate_usd_per_hour
-            shown = f"{render.usd(rate)}/h" if rate is not None else "unknown rate"
-            typer.echo(f"plan: {spec.instance_type}, {shown}; tries {tries}")
-            for note in plan.notes:
-                typer.echo(f"note: {note}")
-        return
-    if output is CreateOutput.table:
-        first = plan.request["candidates"][0]
-        rate = plan.rate_usd_per_hour
-        render.info(
-            f"creating {spec.instance_type} ({first['market']}, {first['zone']} first) at "
-            + (f"about {render.usd(rate)}/h …" if rate is not None else "an unknown rate …")
-        )
-        for note in plan.notes:
-            render.info(f"note: {note}")
-    machine = provider.apply(plan, allow_over_limit=yes, wait=wait)[0]
-    resource = provider.ledger.get_resource(machine.resource_id)
-    if output is CreateOutput.id:
-        typer.echo(machine.cloud_id)
-        return
-    instance = provider.instances.describe(machine.cloud_id)
-    data = {
-        **summary,
-        **(instance.to_dict() if instance else {}),
-        "resource_id": resource.id,
-        "rate_usd_per_hour": resource.rate_usd_per_hour,
-    }
-    if output is CreateOutput.json:
-        render.print_json(data)
-        return
-    render.fields(
-        [
-            ("instance", machine.cloud_id),
-            ("resource", resource.id),
-            ("type", spec.instance_type),
-            ("market", data.get("market")),
-            ("state", data.get("state")),
-            ("zone", machine.zone),
-            ("image", plan.request["ami"]["image_id"]),
-            ("rate", f"{render.usd(resource.rate_usd_per_hour)}/h"),
-            ("address", machine.address),
-        ]
+    launching.create(
+        "aws",
+        options,
+        over_budget=over_budget,
+        dry_run=dry_run,
+        output=output,
+        allow_over_limit=yes,
+        wait=wait,
     )
 
 

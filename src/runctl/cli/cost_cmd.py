@@ -1,9 +1,8 @@
 """``runctl cost prices|report|estimate|budget``: what everything cost, will cost, may cost.
 
 The work is in :mod:`runctl.core.cost` (billing rules, reports), :mod:`runctl.core.budget`
-(estimates, limits) and :mod:`runctl.core.prices` (catalogues); these commands parse and render.
-:func:`launch_check` is the plan line and budget check that ``aws create``, ``runpod create``
-share (the ``train`` commands get theirs from :class:`runctl.workflows.remote.RemoteTrainer`).
+(limits), :mod:`runctl.core.prices` (catalogues) and :mod:`runctl.workflows.launch` (``estimate``
+is the launch path stopped after its verdict); these commands parse and render.
 """
 
 from __future__ import annotations
@@ -22,19 +21,10 @@ from runctl.cli.state import STATE
 
 if TYPE_CHECKING:
     from runctl.core.budget import Estimate, Verdict
-    from runctl.providers.base import LaunchPlan
 
 app = typer.Typer(
     help="Cost: catalogue prices, reports of what was spent, estimates, budgets.", no_args_is_help=True
 )
-
-OverBudgetOpt = Annotated[
-    bool,
-    typer.Option(
-        "--over-budget", help="Launch even when a [cost] budget or limit refuses it (exit 79 otherwise)."
-    ),
-]
-
 
 class ReportFormat(StrEnum):
     table = "table"
@@ -53,42 +43,6 @@ class By(StrEnum):
 class Provider(StrEnum):
     aws = "aws"
     runpod = "runpod"
-
-
-def launch_check(
-    plan: LaunchPlan,
-    *,
-    over_budget: bool,
-    max_duration_s: float | None = None,
-    dry_run: bool = False,
-    quiet: bool = False,
-) -> Verdict:
-    """Show the launch's estimate on stderr and check it against ``[cost]``: raises
-    BudgetError (exit 79) when refused, unless ``over_budget``; a dry run only reports."""
-    from runctl.core import budget
-
-    launch = budget.estimate(plan, max_duration_s=max_duration_s)
-    limits = STATE.loaded().config.cost
-    if not quiet:
-        render.info(launch.line())
-    if dry_run:
-        verdict = budget.assess(STATE.ledger(), limits, launch)
-    else:
-        verdict = budget.guard_launch(STATE.ledger(), limits, launch, override=over_budget)
-    if not quiet:
-        for warning in verdict.warnings:
-            render.info(f"warning: {warning}")
-        for refusal in verdict.refusals:
-            verb = "would be refused" if dry_run else f"launching over budget ({budget.OVERRIDE_FLAG})"
-            render.info(f"budget: {verb}: {refusal}")
-    return verdict
-
-
-def precheck(over_budget: bool) -> None:
-    """Refuse before any request when a budget is already used up (BudgetError, exit 79)."""
-    from runctl.core import budget
-
-    budget.guard_launch(STATE.ledger(), STATE.loaded().config.cost, override=over_budget)
 
 
 # -- prices ------------------------------------------------------------------------------------
@@ -124,7 +78,7 @@ def prices_(
     now = time.time()
     rows = [
         e
-        for p in ([provider.value] if provider else list(prices.CATALOGUE_FILES))
+        for p in ([provider.value] if provider else list(prices.catalogue_files()))
         for e in prices.entries(p)
         if (region is None or e.group == region) and (item is None or item.lower() in e.item.lower())
     ]
@@ -204,10 +158,12 @@ def _refresh_aws(region: str | None, item: str | None) -> tuple[int, str]:
 def _refresh_runpod() -> tuple[int, str]:
     from runctl.core import prices
     from runctl.core.errors import AuthError
+    from runctl.providers import registry
     from runctl.providers.runpod import pricing
     from runctl.providers.runpod.provider import RunpodProvider
 
-    provider = RunpodProvider.from_config(STATE.ledger(), STATE.loaded().config)
+    provider = registry.compute("runpod", STATE.ledger(), STATE.loaded().config)
+    assert isinstance(provider, RunpodProvider)
     if not provider.has_credentials:
         raise AuthError(
             "no RunPod API key to ask gpuTypes with",
@@ -340,54 +296,34 @@ def estimate(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """The launch plan priced: $/h, the worst case with --max-duration, and the budget checks."""
-    from dataclasses import replace
-
     from runctl.core import budget
+    from runctl.providers import registry
+    from runctl.providers.base import LaunchOptions
+    from runctl.workflows import launch
 
     config = STATE.loaded().config
+    if region is not None:  # AWS: price another region than the configured one
+        config = config.model_copy(update={"aws": config.aws.model_copy(update={"region": region})})
     seconds = duration_arg("--max-duration", max_duration)
-    if provider is Provider.aws:
-        from runctl.providers.aws.provider import AwsProvider
-
-        aws = AwsProvider(STATE.ledger(), config, region=region, progress=None)
-        spec = replace(aws.machine_spec(instance_type, spot=spot, zone=az), count=count)
-        if offline:
-            launch = budget.catalogue_estimate(
-                "aws",
-                spec,
-                region=aws.ctx.region,
-                max_duration_s=seconds,
-                stale_days=config.cost.price_stale_days,
-            )
-        else:
-            launch = budget.estimate(aws.plan(spec), max_duration_s=seconds)
+    ledger = STATE.ledger()
+    chosen = registry.compute(provider.value, ledger, config)
+    options = LaunchOptions(
+        instance_type=instance_type,
+        gpus=gpu or (),
+        gpu_count=gpu_count,
+        zone=az if provider is Provider.aws else cloud,
+        spot=spot,
+        max_price=bid,
+        count=count,
+    )
+    spec = chosen.spec(options)
+    if offline:
+        estimate_ = launch.offline_estimate(chosen, spec, config, max_duration_s=seconds)
+        verdict = budget.assess(ledger, config.cost, estimate_)
     else:
-        from runctl.cli.runpod_cmd import pod_spec
-        from runctl.providers.runpod.provider import RunpodProvider
-
-        rp = config.runpod
-        spec = replace(
-            pod_spec(
-                rp, gpu=gpu, gpu_count=gpu_count, cloud=cloud, disk=None, volume=None, image=None,
-                spot=bool(spot), bid=bid, name=None,
-            ),
-            count=count,
-        )  # fmt: skip
-        if offline:
-            gpu_name = (spec.extra.get("gpu_types") or [rp.default_gpu])[0]
-            chosen = str(spec.extra.get("cloud") or rp.cloud_type)
-            launch = budget.catalogue_estimate(
-                "runpod",
-                replace(spec, gpu_type=gpu_name),
-                cloud="secure" if chosen == "all" else chosen,
-                max_duration_s=seconds,
-                stale_days=config.cost.price_stale_days,
-            )
-        else:
-            plan = RunpodProvider.from_config(STATE.ledger(), config).plan(spec)
-            launch = budget.estimate(plan, max_duration_s=seconds)
-    verdict = budget.assess(STATE.ledger(), config.cost, launch)
-    _show_estimate(launch, verdict, output)
+        prepared = launch.prepare(chosen, spec, ledger, config, max_duration_s=seconds, dry_run=True)
+        estimate_, verdict = prepared.estimate, prepared.verdict
+    _show_estimate(estimate_, verdict, output)
 
 
 def _show_estimate(launch: Estimate, verdict: Verdict, output: OutputFormat) -> None:

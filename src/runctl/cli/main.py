@@ -116,6 +116,7 @@ aws_cmd.app.command("train")(train_cmd.aws_train)
 runpod_cmd.app.command("train")(train_cmd.runpod_train)
 app.add_typer(train_cmd.workflow_app, name="workflow")
 jobs_cmd.app.command("wait")(train_cmd.jobs_wait)
+jobs_cmd.app.command("resume")(train_cmd.jobs_resume)
 app.add_typer(agent_cmd.app, name="agent")
 
 

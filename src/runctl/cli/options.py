@@ -8,6 +8,12 @@ import typer
 
 from runctl.cli.render import OutputFormat
 
+OverBudgetOpt = Annotated[
+    bool,
+    typer.Option(
+        "--over-budget", help="Launch even when a [cost] budget or limit refuses it (exit 79 otherwise)."
+    ),
+]
 OutputOpt = Annotated[
     OutputFormat,
     typer.Option("--output", "-o", help="table for people, json for programs (stable keys)."),

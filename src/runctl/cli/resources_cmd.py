@@ -22,7 +22,8 @@ from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
 if TYPE_CHECKING:
-    from runctl.workflows.reconcile import Discoverable
+    from runctl.core.lifecycle import Lifecycle
+    from runctl.providers.base import ComputeProvider
 
 app = typer.Typer(
     help="Everything runctl created: list, summarize, reconcile with the clouds, clean up.",
@@ -40,38 +41,33 @@ IntentGraceOpt = Annotated[
         "(default 10m; 0 right after a crash, when nothing else is creating).",
     ),
 ]
-DISCOVERABLE = ("aws", "runpod")
 
 
-def _discoverable(only: str | None) -> dict[str, Discoverable]:
-    """The providers reconcile/cleanup can ask (see the module docstring for which)."""
+def _discoverable(only: str | None) -> dict[str, ComputeProvider]:
+    """The cloud providers reconcile/cleanup ask: each one that is configured or that the ledger
+    has resources of (a provider with neither is skipped, and says so)."""
     from runctl.core.errors import ConfigError, UsageError
-    from runctl.providers.aws.provider import AwsProvider
-    from runctl.providers.runpod.provider import RunpodProvider
+    from runctl.providers import registry
 
-    if only is not None and only not in DISCOVERABLE:
+    if only is not None and only not in registry.names():
         raise UsageError(
-            f"--provider {only}: reconcile and cleanup support {', '.join(DISCOVERABLE)}",
+            f"--provider {only}: reconcile and cleanup support {', '.join(registry.names())}",
             hint="leave out --provider to ask every configured provider",
         )
     ledger = STATE.ledger()
     config = STATE.loaded().config
-    providers: dict[str, Discoverable] = {}
-    if only in (None, "aws"):
-        aws = AwsProvider(ledger, config, progress=render.info)
+    providers: dict[str, ComputeProvider] = {}
+    for name in [only] if only else registry.names():
+        needed = only is not None or bool(ledger.list_resources(provider=name))
         try:
-            aws.ctx.region  # noqa: B018 - resolving the region is the check
-            providers["aws"] = aws
+            provider = registry.compute(name, ledger, config, progress=render.info)
+            if provider.configured() or needed:
+                providers[name] = provider
+                continue
         except ConfigError:
-            if only == "aws" or ledger.list_resources(provider="aws"):
+            if needed:
                 raise
-            render.info("AWS is not configured and the ledger has no AWS resources: skipped")
-    if only in (None, "runpod"):
-        runpod = RunpodProvider.from_config(ledger, config)
-        if only == "runpod" or runpod.has_credentials or ledger.list_resources(provider="runpod"):
-            providers["runpod"] = runpod
-        else:
-            render.info("RunPod has no API key and the ledger has no RunPod resources: skipped")
+        render.info(f"{name} is not configured and the ledger has no {name} resources: skipped")
     return providers
 
 
@@ -86,10 +82,10 @@ def _grace(value: str | None) -> float:
     return duration_arg("--intent-grace", value) or INTENT_GRACE_S
 
 
-def _lifecycle(providers: dict[str, Discoverable]) -> Any:
-    from runctl.core.lifecycle import Lifecycle
+def _lifecycle(providers: dict[str, ComputeProvider]) -> Lifecycle:
+    from runctl.core.lifecycle import Lifecycle as Built
 
-    return Lifecycle(STATE.ledger(), providers)  # type: ignore[arg-type]
+    return Built(STATE.ledger(), providers)
 
 
 def _resource_row(resource: Any, cost: float) -> dict[str, Any]:

@@ -14,16 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from runctl.cli import render
-from runctl.cli.cost_cmd import OverBudgetOpt, launch_check, precheck
-from runctl.cli.options import OutputOpt
+from runctl.cli import launching, render
+from runctl.cli.launching import CreateOutput, DryRunOpt
+from runctl.cli.options import OutputOpt, OverBudgetOpt
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
 if TYPE_CHECKING:
-    from runctl.core.config import RunpodConfig
     from runctl.core.ledger import Resource
-    from runctl.providers.base import MachineSpec
     from runctl.providers.runpod.api import Pod
     from runctl.providers.runpod.provider import RunpodProvider
 
@@ -40,48 +38,13 @@ class Cloud(StrEnum):
     all = "all"
 
 
-class CreateOutput(StrEnum):
-    table = "table"
-    json = "json"
-    id = "id"
-
-
 def _provider() -> RunpodProvider:
+    from runctl.providers import registry
     from runctl.providers.runpod.provider import RunpodProvider
 
-    return RunpodProvider.from_config(STATE.ledger(), STATE.loaded().config)
-
-
-def pod_spec(
-    config: RunpodConfig,
-    *,
-    gpu: list[str] | None,
-    gpu_count: int | None,
-    cloud: Cloud | str | None,
-    disk: int | None,
-    volume: int | None,
-    image: str | None,
-    spot: bool,
-    bid: float | None,
-    name: str | None,
-) -> MachineSpec:
-    """The MachineSpec for the pod options shared by ``create`` and ``train``."""
-    from runctl.providers.base import MachineSpec
-
-    extra: dict[str, Any] = {"cloud": str(cloud or config.cloud_type).lower(), "label": name}
-    if gpu:
-        extra["gpu_types"] = [g for item in gpu for g in item.split(",") if g.strip()]
-    if volume is not None:
-        extra["volume_gb"] = volume
-    if bid is not None:
-        extra["bid"] = bid
-    return MachineSpec(
-        gpu_count=gpu_count or config.gpu_count,
-        spot=spot or bid is not None,
-        image=image,
-        disk_gb=disk,
-        extra=extra,
-    )
+    provider = registry.compute("runpod", STATE.ledger(), STATE.loaded().config)
+    assert isinstance(provider, RunpodProvider)
+    return provider
 
 
 def _resolve(provider: RunpodProvider, ref: str) -> tuple[Resource | None, str | None]:
@@ -182,9 +145,7 @@ def create(
     ] = None,
     name: Annotated[str | None, typer.Option(help="A label added to the pod name.")] = None,
     over_budget: OverBudgetOpt = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the priced plan; create nothing.")
-    ] = False,
+    dry_run: DryRunOpt = False,
     output: Annotated[
         CreateOutput, typer.Option("--output", "-o", help="table, json, or id (just the pod id).")
     ] = CreateOutput.table,
@@ -194,58 +155,20 @@ def create(
     The priced plan is checked against the [cost] limits first: a launch that would break one
     is refused (exit 79) before anything is created, unless --over-budget.
     """
-    if not dry_run:
-        precheck(over_budget)  # a budget already used up: refused before any RunPod request
-    provider = _provider()
-    spec = pod_spec(
-        provider.config, gpu=gpu, gpu_count=gpu_count, cloud=cloud, disk=disk, volume=volume,
-        image=image, spot=spot, bid=bid, name=name,
+    from runctl.providers.base import LaunchOptions
+
+    options = LaunchOptions(
+        gpus=gpu or (),
+        gpu_count=gpu_count,
+        zone=cloud.value if cloud else None,
+        disk_gb=disk,
+        volume_gb=volume,
+        image=image,
+        spot=spot,
+        max_price=bid,
+        name=name,
     )
-    plan = provider.plan(spec)
-    launch_check(plan, over_budget=over_budget, dry_run=dry_run, quiet=output is not CreateOutput.table)
-    if dry_run:
-        if output is CreateOutput.json:
-            render.print_json(
-                {
-                    "rate_usd_per_hour": plan.rate_usd_per_hour,
-                    "request": plan.request,
-                    "notes": list(plan.notes),
-                }
-            )
-        else:
-            for offer in plan.request["offers"]:
-                render.info(
-                    f"offer: {offer['gpu_type_id']} x{spec.gpu_count} ({offer['cloud'].lower()}) "
-                    f"{render.usd(offer['rate_usd_per_hour'])}/h"
-                )
-            for note in plan.notes:
-                render.info(f"note: {note}")
-        return
-    if output is CreateOutput.table:
-        render.info(f"creating a pod at about {render.usd(plan.rate_usd_per_hour)}/h …")
-    machine = provider.apply(plan)[0]
-    resource = provider.ledger.get_resource(machine.resource_id)
-    pod = provider.api.get_pod(machine.cloud_id)
-    if output is CreateOutput.id:
-        typer.echo(machine.cloud_id)
-        return
-    row = _pod_row(pod, resource) if pod else {"id": machine.cloud_id, "resource_id": resource.id}
-    row["rate_usd_per_hour"] = resource.rate_usd_per_hour
-    if output is CreateOutput.json:
-        render.print_json(row)
-        return
-    render.fields(
-        [
-            ("pod", machine.cloud_id),
-            ("name", row.get("name")),
-            ("resource", resource.id),
-            ("gpu", f"{row.get('gpu')} x{row.get('gpu_count')}"),
-            ("status", row.get("status")),
-            ("rate", f"{render.usd(resource.rate_usd_per_hour)}/h"),
-        ]
-    )
-    for note in plan.notes:
-        render.info(f"note: {note}")
+    launching.create("runpod", options, over_budget=over_budget, dry_run=dry_run, output=output)
 
 
 @app.command("list")
@@ -340,7 +263,9 @@ def status(pod_ref: PodArg, output: OutputOpt = OutputFormat.table) -> None:
     provider = _provider()
     resource, pod_id = _resolve(provider, pod_ref)
     if resource is not None:
-        resource = provider.reconcile(resource)
+        from runctl.workflows.reconcile import settle
+
+        resource = settle(provider.lifecycle, provider, resource)
         pod_id = resource.cloud_id
     pod = provider.api.get_pod(pod_id) if pod_id else None
     if pod is None and resource is None:

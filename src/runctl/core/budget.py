@@ -49,7 +49,7 @@ from runctl.core.errors import BudgetError
 if TYPE_CHECKING:
     from runctl.core.config import CostConfig
     from runctl.core.ledger import Ledger
-    from runctl.providers.base import LaunchPlan, MachineSpec
+    from runctl.core.prices import Rate
 
 log = logging.getLogger("runctl.budget")
 
@@ -124,84 +124,38 @@ class Estimate:
         }
 
 
-def estimate(plan: LaunchPlan, *, max_duration_s: float | None = None) -> Estimate:
-    """The estimate of a provider's priced plan."""
-    spec, request = plan.spec, plan.request
-    if plan.provider == "aws":
-        first = (request.get("candidates") or [{}])[0]
-        where = f"{first.get('market', 'spot' if spec.spot else 'on-demand')} in {request.get('region')}"
-        what = f"{spec.count} x {spec.instance_type} ({where})"
-        kind = "instance"
-    elif plan.provider == "runpod":
-        offer = (request.get("offers") or [{}])[0]
-        market = "interruptible" if offer.get("bid_per_gpu") is not None else "on-demand"
-        gpus = f"{spec.gpu_count} x {offer.get('gpu_name') or spec.gpu_type}"
-        what = f"{spec.count} pod(s) of {gpus} ({str(offer.get('cloud', '')).lower()} cloud, {market})"
-        kind = "pod"
-    else:
-        what, kind = f"{spec.count} x {plan.provider} machine", "instance"
-    return Estimate(
-        provider=plan.provider,
-        what=what,
-        usd_per_hour=plan.total_rate_usd_per_hour,
-        count=spec.count,
-        max_duration_s=max_duration_s,
-        minimum_s=cost.minimum_charge_s(plan.provider, kind),
-        notes=tuple(plan.notes),
-    )
-
-
 def catalogue_estimate(
     provider: str,
-    spec: MachineSpec,
+    rate: Rate,
+    what: str,
     *,
-    region: str | None = None,
-    cloud: str = "secure",
+    count: int = 1,
+    spot: bool = False,
+    minimum_s: float = 0.0,
     max_duration_s: float | None = None,
     stale_days: int = 30,
 ) -> Estimate:
-    """An estimate from the price catalogue alone (no API call, no credentials): on-demand
-    prices; a spot launch is priced at on-demand, its upper bound, and says so."""
-    notes: list[str] = []
-    if provider == "aws":
-        from runctl.providers.aws import pricing
-
-        price = pricing.on_demand(spec.instance_type or "", region or "")
-        rate, as_of = price.usd_per_hour, price.as_of
-        what = f"{spec.count} x {spec.instance_type} (on-demand in {region})"
-        kind = "instance"
-        if price.note:
-            notes.append(price.note)
-    elif provider == "runpod":
-        from runctl.providers.runpod import pricing as runpod_pricing
-
-        gpu_id, display = runpod_pricing.catalogue_gpu(spec.gpu_type or "")
-        entry = runpod_pricing.gpu_price(gpu_id, cloud)
-        rate = None if entry is None else entry.usd * spec.gpu_count
-        as_of = None if entry is None else entry.as_of
-        what = f"{spec.count} pod(s) of {spec.gpu_count} x {display} ({cloud} cloud, on-demand)"
-        kind = "pod"
-        if entry is None:
-            notes.append(f"no catalogue price for {display} in the {cloud} cloud")
-    else:
-        raise ValueError(f"no price catalogue for provider {provider!r}")
-    if spec.spot:
+    """An estimate from a catalogue price of one machine (no API call, no credentials): catalogues
+    hold on-demand prices, so a spot launch is priced at on-demand, its upper bound, and says so;
+    a price older than ``stale_days`` says that too."""
+    notes = [rate.note] if rate.note else []
+    if spot:
         notes.append(
             "spot/interruptible prices are not in the catalogue: priced at on-demand, an upper bound"
         )
-    if as_of:
+    if rate.as_of:
         from runctl.core.prices import age_days
 
-        age = age_days(as_of)
+        age = age_days(rate.as_of)
         stale = f", older than [cost] price_stale_days ({stale_days})" if age > stale_days else ""
-        notes.append(f"catalogue price dated {as_of} ({age:.0f} days old{stale})")
+        notes.append(f"catalogue price dated {rate.as_of} ({age:.0f} days old{stale})")
     return Estimate(
         provider=provider,
         what=what,
-        usd_per_hour=None if rate is None else rate * spec.count,
-        count=spec.count,
+        usd_per_hour=None if rate.usd_per_hour is None else rate.usd_per_hour * count,
+        count=count,
         max_duration_s=max_duration_s,
-        minimum_s=cost.minimum_charge_s(provider, kind),
+        minimum_s=minimum_s,
         notes=tuple(notes),
     )
 

@@ -3,17 +3,11 @@
 The ledger opens a usage interval when a resource enters a billable state, at the resource's
 rate, and closes it when the resource leaves it; :meth:`Ledger.set_rate` (a new spot price, a
 resumed pod's new ``costPerHr``) splits an open interval at the new rate. Cost is the sum over
-intervals of seconds × rate, refined by the billing rule of the resource's provider and kind:
-
-================  ===========  ===========================================================
-provider / kind   granularity  minimum
-================  ===========  ===========================================================
-aws instance      per second   60 s per billable period (EC2 Linux per-second billing)
-aws volume        per second   60 s per billable period (EBS per-second billing)
-aws snapshot      per second   none (GB-month, prorated)
-runpod pod        per second   none (RunPod bills compute and storage per second)
-local             per second   none (``[local] rate_usd_per_hour``)
-================  ===========  ===========================================================
+intervals of seconds × rate, billed per second, with the billing minimum of the resource's
+provider and kind: the provider states it (``ResourceProvider.billing_minimum_s``: 60 s for an
+EC2 instance or EBS volume, none for a RunPod pod or a local process) and the lifecycle records
+it in the resource's spec (``billing_minimum_s``) when the row is written, so cost, like every
+figure here, is read from the ledger alone and this module names no provider.
 
 Decisions recorded here:
 
@@ -50,40 +44,19 @@ GROUPINGS = ("job", "resource", "provider", "type", "day")
 DAY_S = 86400.0
 
 
-@dataclass(frozen=True)
-class BillingRule:
-    """How a provider bills one kind of resource."""
-
-    minimum_s: float = 0.0
-    description: str = "per second"
+#: The spec key under which the lifecycle records a resource's billing minimum (seconds).
+BILLING_MINIMUM_KEY = "billing_minimum_s"
 
 
-RULES: Mapping[tuple[str, str], BillingRule] = {
-    ("aws", "instance"): BillingRule(60.0, "per second, 60 s minimum per running period"),
-    ("aws", "volume"): BillingRule(60.0, "per second, 60 s minimum"),
-}
-PER_SECOND = BillingRule()
-
-
-def billing_rule(provider: str, kind: str) -> BillingRule:
-    """The billing rule of ``kind`` resources at ``provider`` (per second, no minimum if unknown)."""
-    return RULES.get((provider, kind), PER_SECOND)
-
-
-def minimum_charge_s(provider: str, kind: str = "instance") -> float:
-    """The seconds a launch is billed at least (what a budget counts without a max duration)."""
-    return billing_rule(provider, kind).minimum_s
+def billing_minimum_s(resource: Resource | None) -> float:
+    """The shortest period ``resource`` is billed for, as recorded with it (0: per second)."""
+    return 0.0 if resource is None else float(resource.spec.get(BILLING_MINIMUM_KEY) or 0.0)
 
 
 def interval_cost(interval: UsageInterval, *, now: float | None = None) -> float:
     """Dollars of one interval at its rate, per second, no minimum (up to ``now`` if open)."""
     end = interval.ended_at if interval.ended_at is not None else (time.time() if now is None else now)
     return max(0.0, end - interval.started_at) * interval.rate_usd_per_hour / 3600.0
-
-
-def total_cost(intervals: Iterable[UsageInterval], *, now: float | None = None) -> float:
-    """Dollars of raw intervals, per second, no minimum (their resources unknown)."""
-    return sum(interval_cost(i, now=now) for i in intervals)
 
 
 @dataclass(frozen=True)
@@ -118,22 +91,19 @@ class Charge:
 
 
 def resource_type(resource: Resource | None) -> str:
-    """What a report's ``--by type`` groups on: instance type, GPU, volume type, ``local``."""
+    """What a report's ``--by type`` groups on, from what the resource recorded: its instance
+    type, its GPU (``2x H100`` for several), its volume type (``volume gp3``), else its kind."""
     if resource is None:
         return "unknown"
     spec = resource.spec
-    if resource.provider == "aws" and resource.kind == "instance":
-        return str(spec.get("instance_type") or "instance")
-    if resource.provider == "aws" and resource.kind == "volume":
-        return f"ebs {spec.get('volume_type') or 'volume'}"
-    if resource.provider == "aws" and resource.kind == "snapshot":
-        return "ebs snapshot"
-    if resource.provider == "runpod":
-        gpu = spec.get("gpu_type") or (spec.get("gpu_types") or ["pod"])[0]
+    gpu = spec.get("gpu_type") or (spec.get("gpu_types") or [None])[0]
+    if spec.get("instance_type"):
+        return str(spec["instance_type"])
+    if gpu:
         count = int(spec.get("gpu_count") or 1)
         return f"{count}x {gpu}" if count > 1 else str(gpu)
-    if resource.provider == "local":
-        return "local"
+    if spec.get("volume_type"):
+        return f"{resource.kind} {spec['volume_type']}"
     return resource.kind
 
 
@@ -150,7 +120,7 @@ def charges(
         resource = resources.get(resource_id)
         provider = resource.provider if resource else "unknown"
         kind = resource.kind if resource else "unknown"
-        rule = billing_rule(provider, kind)
+        minimum_s = billing_minimum_s(resource)
         period: list[Charge] = []
         last_end: float | None = None
         for interval in sorted(items, key=lambda i: i.started_at):
@@ -170,19 +140,19 @@ def charges(
             # a rate change ends one interval and starts the next at the very same instant
             # (Ledger.set_rate); any other boundary, however short, is a stop and a new period
             if period and (last_end is None or interval.started_at != last_end):
-                found.extend(_with_minimum(period, rule))
+                found.extend(_with_minimum(period, minimum_s))
                 period = []
             period.append(charge)
             last_end = interval.ended_at
-        found.extend(_with_minimum(period, rule))
+        found.extend(_with_minimum(period, minimum_s))
     return found
 
 
-def _with_minimum(period: list[Charge], rule: BillingRule) -> list[Charge]:
-    """One billable period's charges, the first carrying the top-up to the rule's minimum."""
+def _with_minimum(period: list[Charge], minimum_s: float) -> list[Charge]:
+    """One billable period's charges, the first carrying the top-up to the billing minimum."""
     if not period:
         return []
-    shortfall = rule.minimum_s - sum(c.seconds() for c in period)
+    shortfall = minimum_s - sum(c.seconds() for c in period)
     if shortfall <= 0:
         return period
     topup = shortfall * period[-1].rate_usd_per_hour / 3600.0

@@ -197,3 +197,8 @@ class JobInterruptedError(RunctlError):
 def is_retryable(exc: BaseException) -> bool:
     """True when trying the same operation again may succeed."""
     return isinstance(exc, RunctlError) and exc.retryable
+
+
+class UnsupportedError(ValidationError):
+    """The provider cannot do what was asked (stop a RunPod-style container machine, stop a spot
+    instance): refused before anything is created or changed."""

@@ -129,6 +129,14 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE jobs ADD COLUMN storage_url TEXT;
     """,
+    # 3: a remote job keeps its whole request (machine spec, limits, options) so that `jobs wait`
+    # and `jobs resume` relaunch it as it was asked; a resource records its billing minimum
+    # (rows written before this: instances and volumes, the kinds that had one)
+    """
+    ALTER TABLE jobs ADD COLUMN request TEXT;
+    UPDATE resources SET spec = json_set(spec, '$.billing_minimum_s', 60.0)
+        WHERE kind IN ('instance', 'volume') AND json_extract(spec, '$.billing_minimum_s') IS NULL;
+    """,
 )
 
 
@@ -162,6 +170,7 @@ class Job:
     host: str | None
     cancel_requested: bool
     storage_url: str | None = None
+    request: dict[str, Any] | None = None  # a remote job's request (workflows.remote.RemoteTrain)
 
     @property
     def is_final(self) -> bool:
@@ -433,6 +442,7 @@ class Ledger:
             "attempt",
             "storage_url",
             "cancel_requested",
+            "request",
         }
     )
 
@@ -443,6 +453,8 @@ class Ledger:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         if fields.get("state") in FINAL_JOB_STATES:
             raise ValueError("use finish_job() to enter a final state")
+        if fields.get("request") is not None:
+            fields["request"] = json.dumps(fields["request"])
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as conn:
             cur = conn.execute(
@@ -734,6 +746,7 @@ def _job(row: sqlite3.Row) -> Job:
     data = dict(row)
     data["args"] = json.loads(data["args"])
     data["cancel_requested"] = bool(data["cancel_requested"])
+    data["request"] = json.loads(data["request"]) if data.get("request") else None
     return Job(**data)
 
 

@@ -19,12 +19,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
+from runctl.core.cost import BILLING_MINIMUM_KEY
 from runctl.core.errors import ResourceError, RunctlError
 from runctl.core.ledger import Ledger, Resource
 from runctl.core.retry import RetryPolicy
-from runctl.providers.base import ResourceProvider
+
+
+class ResourceHandler(Protocol):
+    """What the lifecycle needs of a provider (``runctl.providers.base.ResourceProvider`` is one;
+    core names no provider, so it asks for the behaviour, not the class)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def lookup(self, resource: Resource) -> str | None: ...
+
+    def release(self, resource: Resource) -> str: ...
+
+    def is_billable(self, kind: str, state: str) -> bool: ...
+
+    def billing_minimum_s(self, kind: str) -> float: ...
 
 
 class Lifecycle:
@@ -33,7 +49,7 @@ class Lifecycle:
     def __init__(
         self,
         ledger: Ledger,
-        providers: Mapping[str, ResourceProvider],
+        providers: Mapping[str, ResourceHandler],
         *,
         retry: RetryPolicy | None = None,
     ) -> None:
@@ -41,7 +57,7 @@ class Lifecycle:
         self.providers = dict(providers)
         self.retry = retry or RetryPolicy.for_cloud_api("release resource")
 
-    def _provider(self, name: str) -> ResourceProvider:
+    def _provider(self, name: str) -> ResourceHandler:
         try:
             return self.providers[name]
         except KeyError:
@@ -62,12 +78,14 @@ class Lifecycle:
         zone: str | None = None,
         persistent: bool = False,
     ) -> Iterator[Resource]:
-        """Write the intent row, yield it; the block creates the resource and calls created()."""
+        """Write the intent row, yield it; the block creates the resource and calls created().
+        The row records the provider's billing minimum for ``kind`` (cost needs no provider)."""
+        minimum = self._provider(provider).billing_minimum_s(kind)
         intent = self.ledger.record_intent(
             provider=provider,
             kind=kind,
             job_id=job_id,
-            spec=spec,
+            spec={**(spec or {}), **({BILLING_MINIMUM_KEY: minimum} if minimum else {})},
             region=region,
             zone=zone,
             persistent=persistent,

@@ -33,7 +33,8 @@ from runctl.core.paths import ensure_state_dir, state_dir
 
 log = logging.getLogger("runctl.prices")
 
-CATALOGUE_FILES = {"aws": "aws_ec2_prices.json", "runpod": "runpod_prices.json"}
+#: Shipped catalogues are ``data/<provider>_…prices.json``: the provider is the name's first word.
+CATALOGUE_SUFFIX = "prices.json"
 CACHE_FILE = "prices-cache.json"
 #: Unit of each section's prices (what ``runctl cost prices`` prints).
 UNITS = {
@@ -42,6 +43,20 @@ UNITS = {
     "ebs_extras_usd_per_month": "$/unit-month",
     "gpu_usd_per_gpu_hour": "$/GPU-h",
 }
+
+
+@dataclass(frozen=True)
+class Rate:
+    """An hourly rate and where it came from (a catalogue entry, the cloud's own answer, an
+    upper bound). ``usd_per_hour`` None = unknown; ``note`` says why or what it stands for."""
+
+    usd_per_hour: float | None
+    source: str = "unknown"
+    as_of: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -86,11 +101,19 @@ def today() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+@lru_cache(maxsize=1)
+def catalogue_files() -> dict[str, str]:
+    """The shipped catalogue of each provider that has one: provider → file name."""
+    names = (f.name for f in resources.files("runctl").joinpath("data").iterdir())
+    return {n.split("_", 1)[0]: n for n in sorted(names) if n.endswith(CATALOGUE_SUFFIX)}
+
+
 @lru_cache(maxsize=4)
 def shipped(provider: str) -> dict[str, Any]:
     """The catalogue file shipped for ``provider`` (parsed once)."""
-    text = resources.files("runctl").joinpath(f"data/{CATALOGUE_FILES[provider]}").read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    text = resources.files("runctl").joinpath(f"data/{catalogue_files()[provider]}").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
 
 
 def cache_path() -> Path:

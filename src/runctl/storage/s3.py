@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runctl.core.errors import AuthError, NotFoundError
 from runctl.providers.aws import session
@@ -31,7 +31,34 @@ from runctl.storage.transfer import (
 )
 from runctl.storage.uri import S3Uri, parse_s3_uri, validate_key
 
+if TYPE_CHECKING:
+    from runctl.core.config import StorageConfig
+
 _DELETE_BATCH = 1000
+
+
+def machine_credentials(settings: StorageConfig, *, region: str | None = None) -> dict[str, str]:
+    """The environment a machine without an instance role (a RunPod pod) needs to reach the
+    job's storage: the credentials boto3 resolves here, the endpoint and the region. Secrets:
+    providers mask env values in plans and errors, and they are never logged."""
+    import os
+
+    import boto3
+
+    env: dict[str, str] = {}
+    credentials = boto3.session.Session().get_credentials()
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        env.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+        if frozen.token:
+            env["AWS_SESSION_TOKEN"] = frozen.token
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    region = settings.region or region or os.environ.get("AWS_REGION")
+    if region:
+        env["AWS_REGION"] = region
+    return env
 
 
 class S3Storage(Storage):

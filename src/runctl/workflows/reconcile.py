@@ -1,6 +1,7 @@
 """Reconcile the ledger with the clouds, and clean up what runctl left behind.
 
-**Reconcile** compares, for every provider that can list what it tagged (:class:`Discoverable`),
+**Reconcile** compares, for every cloud provider (the discovery half of
+:class:`~runctl.providers.base.ComputeProvider`),
 the ledger's rows with what the cloud reports — in both directions:
 
 1. ``intent`` rows (a crash or failure between writing the intent and recording the answer) are
@@ -10,8 +11,8 @@ the ledger's rows with what the cloud reports — in both directions:
    older than the intent grace period** (:data:`~runctl.providers.base.INTENT_GRACE_S`, 10
    minutes; ``resources reconcile --intent-grace``). A younger row may belong to a create still
    in flight in another runctl process, so it is reported as ``in_flight`` and left alone
-   (cleanup skips it too). RunPod's per-row reconcile (``runpod status``) applies the same rule
-   with the same constant. Right after a crash, when no other runctl is creating anything,
+   (cleanup skips it too). :func:`settle` (one row, as ``runpod status`` asks) applies the same
+   rule. Right after a crash, when no other runctl is creating anything,
    ``--intent-grace 0`` settles such rows at once. Even a row marked too early is safe: the
    creating process's own update wins, since recording a create always sets the state again.
 2. rows whose resource the cloud no longer has, or reports terminated/deleted → ``gone``
@@ -46,38 +47,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from runctl.core.errors import RunctlError
 from runctl.core.ledger import GONE_RESOURCE_STATES, Ledger, Resource
 from runctl.core.lifecycle import Lifecycle
-from runctl.providers.base import INTENT_GRACE_S, ManagedResource
+from runctl.providers.base import INTENT_GRACE_S, ComputeProvider, ManagedResource
 
 #: Cleanup releases kinds in this order (anything else last): machines before their disks.
 RELEASE_ORDER = {"instance": 0, "pod": 0, "volume": 1}
-
-
-class Discoverable(Protocol):
-    """A provider that can find what it tagged: what reconcile and cleanup need
-    (beside :class:`~runctl.providers.base.ResourceProvider`'s lookup/release/is_billable)."""
-
-    name: str
-
-    def lookup(self, resource: Resource) -> str | None: ...
-
-    def release(self, resource: Resource) -> str: ...
-
-    def is_billable(self, kind: str, state: str) -> bool: ...
-
-    def find(self, resource: Resource) -> ManagedResource | None: ...
-
-    def list_managed(self) -> list[ManagedResource]: ...
-
-    def rate_for(self, found: ManagedResource) -> Any: ...  # has .usd_per_hour and .note
-
-    def retag(self, found: ManagedResource, ledger_id: str) -> None: ...
-
-    def gone_state(self, kind: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +80,7 @@ class Action:
 
 def plan_reconcile(
     ledger: Ledger,
-    providers: Mapping[str, Discoverable],
+    providers: Mapping[str, ComputeProvider],
     *,
     user: str | None = None,
     intent_grace_s: float = INTENT_GRACE_S,
@@ -161,7 +139,7 @@ def _created_meanwhile(ledger: Ledger, found: ManagedResource, known: set[str]) 
 
 
 def _row_action(
-    row: Resource, provider: Discoverable, by_cloud_id: dict[str, ManagedResource], *, young: bool
+    row: Resource, provider: ComputeProvider, by_cloud_id: dict[str, ManagedResource], *, young: bool
 ) -> Action | None:
     gone = provider.gone_state(row.kind)
 
@@ -194,7 +172,7 @@ def _row_action(
 
 
 def apply_reconcile(
-    lifecycle: Lifecycle, providers: Mapping[str, Discoverable], actions: list[Action]
+    lifecycle: Lifecycle, providers: Mapping[str, ComputeProvider], actions: list[Action]
 ) -> None:
     """Carry out a reconcile plan (ledger writes and retags only)."""
     ledger = lifecycle.ledger
@@ -226,7 +204,7 @@ def apply_reconcile(
             _adopt(lifecycle, provider, action.found)
 
 
-def _adopt(lifecycle: Lifecycle, provider: Discoverable, found: ManagedResource) -> Resource:
+def _adopt(lifecycle: Lifecycle, provider: ComputeProvider, found: ManagedResource) -> Resource:
     ledger = lifecycle.ledger
     job_id = found.job_id
     if job_id is not None:
@@ -289,7 +267,7 @@ class CleanupItem:
 
 def plan_cleanup(
     ledger: Ledger,
-    providers: Mapping[str, Discoverable],
+    providers: Mapping[str, ComputeProvider],
     *,
     older_than: float | None = None,
     now: float | None = None,
@@ -340,3 +318,21 @@ def run_cleanup(lifecycle: Lifecycle, items: list[CleanupItem]) -> list[CleanupI
             )
             done.append(CleanupItem(item.resource, "failed", item.reason, str(exc)))
     return done
+
+
+def settle(
+    lifecycle: Lifecycle,
+    provider: ComputeProvider,
+    resource: Resource,
+    *,
+    intent_grace_s: float = INTENT_GRACE_S,
+) -> Resource:
+    """Reconcile one ledger row with its provider (the rules of :func:`plan_reconcile`, one row):
+    returns the row as it stands afterwards."""
+    if resource.is_gone and resource.state != "intent":
+        return resource
+    young = resource.state == "intent" and time.time() - resource.created_at < intent_grace_s
+    action = _row_action(resource, provider, {}, young=young)
+    if action is not None:
+        apply_reconcile(lifecycle, {provider.name: provider}, [action])
+    return lifecycle.ledger.get_resource(resource.id)

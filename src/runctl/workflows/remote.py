@@ -19,16 +19,16 @@ error):
 * ``cancelled`` — the user stopped it (``--on-interrupt stop|terminate``), or the job reached
   ``[cost] max_cost_usd`` (exit code 79, the detail names the limit; checkpoints kept).
 
-Cost (:mod:`runctl.core.budget`): before a machine is created the launch's estimate is shown
-(``$/h``, and the worst case over ``--max-duration``) and checked against the ``[cost]`` limits —
-refused with :class:`BudgetError` before any mutating call unless ``over_budget``; the same check
-guards each replacement machine. While the job runs the controller re-reads its machine's price
-every ``[cost] rate_refresh_interval`` (spot prices move; :meth:`ComputeProvider.refresh_rate`)
-and watches the job's cost: at ``max_cost_usd`` it writes a stop request into the job's storage
-(:func:`runctl.agent.sync.request_stop`) that the agent's heartbeat turns into a graceful stop
-(SIGTERM, checkpoint, final sync). If the agent has not ended the job within the grace period
-plus three heartbeats and a minute, the controller releases the machine (the OS shutdown still
-gives the script its SIGTERM).
+Cost (:mod:`runctl.core.budget`): every machine of every attempt goes through the one launch path
+(:mod:`runctl.workflows.launch`): the estimate is shown (``$/h``, and the worst case over
+``--max-duration``) and checked against the ``[cost]`` limits — refused with
+:class:`BudgetError` before any mutating call unless ``over_budget``. While the job runs the
+controller re-reads its machine's price every ``[cost] rate_refresh_interval`` (spot prices
+move; :meth:`ComputeProvider.refresh_rate`) and watches the job's cost: at ``max_cost_usd`` it
+writes a stop request into the job's storage (:func:`runctl.agent.sync.request_stop`) that the
+agent's heartbeat turns into a graceful stop (SIGTERM, checkpoint, final sync). If the agent has
+not ended the job within the grace period plus three heartbeats and a minute, the controller
+releases the machine (the OS shutdown still gives the script its SIGTERM).
 
 Preemptions and restarts after code failures are counted apart (``job.preemption`` and
 ``job.restart`` events; ``jobs show`` reports both).
@@ -38,9 +38,18 @@ launched and the agent resumes from the latest complete checkpoint in storage (a
 after ``max_preemptions`` spot preemptions the replacement is on-demand. ``max_restarts``
 allows re-running after a code failure (``failed``), on the same machine when it is still up.
 
+The request is stored on the job (``Job.request``): ``runctl jobs wait JOB`` reattaches with all
+of it — the machine spec to relaunch with, limits, ``--keep``, grace period, outputs — and only
+``--auto-resume`` and the poll interval can be given anew.
+
 Ctrl-C on the controller (``on_interrupt``): ``detach`` (default) leaves the job running and
-prints how to reattach (``runctl jobs wait JOB``); ``stop`` / ``terminate`` stop or terminate the
-machine — the agent gets SIGTERM from the OS shutdown and saves — and record ``cancelled``.
+prints how to reattach (``runctl jobs wait JOB``); ``terminate`` terminates the machine — the agent
+gets SIGTERM from the OS shutdown and saves — and records ``cancelled``; ``stop`` stops the
+machine the same way but keeps it (and its disk) and leaves the job ``stopped``, a state that is
+not final: ``runctl jobs resume JOB`` starts the machine again and sends the agent as attempt + 1
+from the latest checkpoint in storage. Only a machine the provider can stop and start again may
+be asked for that (an on-demand EC2 instance; not a spot instance, not a RunPod pod): the
+combination is refused at submit, before anything is created.
 
 The agent is started detached (``setsid nohup``) so the provider's command channel (SSM's
 execution timeout, a pod's start command) never bounds the job; if ``runctl`` is missing on the
@@ -51,18 +60,16 @@ overrides what is installed, e.g. a wheel URL).
 from __future__ import annotations
 
 import math
-import os
 import signal
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from runctl import __version__
 from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
-from runctl.core import budget
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
 from runctl.core.errors import (
@@ -74,18 +81,23 @@ from runctl.core.errors import (
     QuotaError,
     RetryExhaustedError,
     RunctlError,
+    UnsupportedError,
     ValidationError,
 )
-from runctl.core.ledger import Job, Ledger, Resource
+from runctl.core.ledger import GONE_RESOURCE_STATES, Job, Ledger, Resource
+from runctl.core.lifecycle import Lifecycle
 from runctl.core.testhooks import crash_point
-from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec
+from runctl.providers.base import ComputeProvider, Machine, MachineSpec
 from runctl.storage import Storage, open_storage
+from runctl.workflows import launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
 
 OnInterrupt = Literal["detach", "stop", "terminate"]
+ON_INTERRUPT: tuple[OnInterrupt, ...] = ("detach", "stop", "terminate")
 AGENT_STATES_FINAL = frozenset({"succeeded", "failed", "preempted", "cancelled", "timed_out", "failed_setup"})
-GONE_MACHINE_STATES = frozenset({"terminated", "shutting-down", "stopping", "stopped", "exited", "gone"})
+#: The job state of a remote job whose machine was stopped on purpose (not final: jobs resume).
+STOPPED = "stopped"
 #: Seconds the controller gives the agent, beyond grace + 3 heartbeats, to act on a stop request.
 STOP_SLACK_S = 60.0
 HEARTBEAT_EVENT_INTERVAL_S = 30.0
@@ -130,6 +142,33 @@ class RemoteTrain:
     env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
     over_budget: bool = False  # launch even when a [cost] limit refuses it
 
+    def __post_init__(self) -> None:
+        if self.on_interrupt not in ON_INTERRUPT:
+            raise ValidationError(
+                f"--on-interrupt {self.on_interrupt!r} is not one of {', '.join(ON_INTERRUPT)}",
+                hint="detach (default), stop or terminate",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as the ledger stores it with the job (JSON)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["project_dir"] = str(self.project_dir)
+        data["outputs_to"] = None if self.outputs_to is None else str(self.outputs_to)
+        data["spec"] = None if self.spec is None else self.spec.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RemoteTrain:
+        """The request stored with a job; keys a newer runctl wrote and this one lacks are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["project_dir"] = Path(values.get("project_dir") or ".")
+        if values.get("outputs_to") is not None:
+            values["outputs_to"] = Path(values["outputs_to"])
+        if values.get("spec") is not None:
+            values["spec"] = MachineSpec.from_dict(values["spec"])
+        return cls(**values)
+
 
 @dataclass
 class RemoteResult:
@@ -149,27 +188,6 @@ def remote_storage_root(config: Config) -> str:
             hint='set [storage] uri = "s3://BUCKET/PREFIX" (or [aws] s3_bucket) in .runctl.toml',
         )
     return uri.rstrip("/")
-
-
-def storage_credentials(config: Config) -> dict[str, str]:
-    """What a machine without an instance role needs to reach the job's storage (pod env; never
-    logged: providers mask env values in plans and errors)."""
-    import boto3
-
-    env: dict[str, str] = {}
-    credentials = boto3.session.Session().get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        env.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
-        if frozen.token:
-            env["AWS_SESSION_TOKEN"] = frozen.token
-    endpoint = config.storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    region = config.storage.region or config.aws.region or os.environ.get("AWS_REGION")
-    if region:
-        env["AWS_REGION"] = region
-    return env
 
 
 def job_storage(config: Config, job_id: str) -> Storage:
@@ -201,7 +219,7 @@ def agent_argv(
         "--heartbeat",
         f"{request.heartbeat}s",
         "--on-exit",
-        on_exit or ("none" if request.keep_machine else "terminate"),
+        on_exit or _dead_man(request),
     ]
     if on_exit != "none":  # a machine of a cloud with IMDS (a container has none)
         argv.append("--watch-spot")
@@ -210,6 +228,15 @@ def agent_argv(
     if request.keep_last_n:
         argv += ["--keep-last-n", str(request.keep_last_n)]
     return [*argv, "--", request.script, *request.args]
+
+
+def _dead_man(request: RemoteTrain) -> str:
+    """What the agent does with its machine when the job ends: nothing with ``--keep``; stop it
+    when the job may be stopped and resumed (``--on-interrupt stop``: the OS shutdown of a stop
+    must not become a terminate); else terminate it."""
+    if request.keep_machine:
+        return "none"
+    return "stop" if request.on_interrupt == "stop" else "terminate"
 
 
 def start_command(
@@ -242,6 +269,8 @@ class RemoteTrainer:
         self.provider = provider
         self.ledger = ledger
         self.config = config
+        self.lifecycle = Lifecycle(ledger, {provider.name: provider})
+        self._lost_states = provider.lost_states | GONE_RESOURCE_STATES | {"gone"}
         self.echo = echo
         self.say = say or (lambda text: None)
         self._interrupted: int | None = None
@@ -257,12 +286,11 @@ class RemoteTrainer:
         storage_root = remote_storage_root(self.config)
         if request.machine is None and request.spec is None:
             raise ValidationError("give a machine to use or a machine spec to create")
-        plan = None
-        if request.machine is None:
-            # a budget already used up refuses before any request; the priced plan before any write
-            budget.guard_launch(self.ledger, self.config.cost, override=request.over_budget)
-            plan = self.provider.plan(request.spec)  # precheck: read-only, priced
-            self._guard(plan, request)
+        existing = None if request.machine is None else self._resource_for(request.machine)
+        self._check_on_interrupt(request, existing)
+        prepared = None
+        if request.spec is not None and existing is None:
+            prepared = self._prepare(request.spec, request)  # precheck, priced plan, verdict
         job = self.ledger.create_job(
             name=name,
             provider=self.provider.name,
@@ -271,7 +299,7 @@ class RemoteTrainer:
             workdir=str(request.project_dir.resolve()),
         )
         storage_url = f"{storage_root}/jobs/{job.id}"
-        self.ledger.update_job(job.id, storage_url=storage_url)
+        self.ledger.update_job(job.id, storage_url=storage_url, request=request.to_dict())
         crash_point("workflow.job_recorded")
         storage = job_storage(self.config, job.id)
         try:
@@ -282,7 +310,7 @@ class RemoteTrainer:
                     )
                     storage.put_file(CODE_KEY, bundle)
                 crash_point("workflow.code_uploaded")
-            machine = self._machine(request, job, plan)
+            machine = Machine.of(existing) if existing is not None else self._create(request, job, prepared)
             crash_point("workflow.machine_created")
             self._start(machine, job, request, storage_url, attempt=1)
             crash_point("workflow.agent_started")
@@ -299,40 +327,53 @@ class RemoteTrainer:
         self.ledger.update_job(job.id, state="running", started_at=time.time())
         return self.ledger.get_job(job.id)
 
-    def _guard(self, plan: LaunchPlan, request: RemoteTrain) -> None:
-        """Show the launch's estimate; refuse it (BudgetError) when it breaks a ``[cost]`` limit."""
-        launch = budget.estimate(plan, max_duration_s=request.max_duration)
-        self.say(launch.line())
-        verdict = budget.guard_launch(self.ledger, self.config.cost, launch, override=request.over_budget)
-        for warning in verdict.warnings:
-            self.say(f"warning: {warning}")
-        for refusal in verdict.refusals:
-            self.say(f"launching over budget ({budget.OVERRIDE_FLAG}): {refusal}")
+    def _check_on_interrupt(self, request: RemoteTrain, existing: Resource | None) -> None:
+        """``--on-interrupt stop`` only where the machine can be stopped and started again."""
+        if request.on_interrupt != "stop":
+            return
+        spec = (
+            request.spec
+            if existing is None
+            else replace(request.spec or MachineSpec(), spot=existing.spec.get("market") == "spot")
+        )
+        refusal = self.provider.stop_refusal(spec or MachineSpec())
+        if refusal is not None:
+            raise UnsupportedError(
+                f"--on-interrupt stop: {refusal}",
+                hint="use --on-interrupt terminate (checkpoints are kept in storage) or detach",
+            )
 
-    def _machine(self, request: RemoteTrain, job: Job, plan: Any) -> Machine:
-        if plan is not None:
-            if self.provider.command_at_creation:
-                spec = self._with_command(request.spec, self.ledger.get_job(job.id), request, attempt=1)
-                plan = self.provider.plan(spec)
-            machines = self.provider.apply(plan, job_id=job.id)
-            self.say(f"machine {machines[0].cloud_id} ({machines[0].zone or ''}) for job {job.id}")
-            return machines[0]
+    def _prepare(self, spec: MachineSpec, request: RemoteTrain) -> launch.Launch:
+        """The launch path's checks for one machine of this job (:mod:`runctl.workflows.launch`)."""
+        return launch.prepare(
+            self.provider,
+            spec,
+            self.ledger,
+            self.config,
+            max_duration_s=request.max_duration,
+            over_budget=request.over_budget,
+            say=self.say,
+        )
+
+    def _create(self, request: RemoteTrain, job: Job, prepared: launch.Launch | None) -> Machine:
+        """A new machine for attempt 1 (a container's command goes into its spec)."""
+        if prepared is None:
+            raise ValidationError("no machine spec to create the job's machine from")
+        if self.provider.command_at_creation:
+            spec = self._with_command(prepared.plan.spec, self.ledger.get_job(job.id), request, attempt=1)
+            prepared = replace(prepared, plan=self.provider.plan(spec))
+        machine = launch.apply(prepared, job_id=job.id)[0]
+        self.say(f"machine {machine.cloud_id} ({machine.zone or ''}) for job {job.id}")
+        return machine
+
+    def _resource_for(self, ref: str) -> Resource:
         if self.provider.command_at_creation:
             raise ValidationError(
                 f"{self.provider.name} machines take their command when they are created",
                 hint="use 'new' to create a machine for this job",
             )
-        resource = self._resource_for(request.machine or "")
-        return Machine(
-            resource_id=resource.id,
-            cloud_id=resource.cloud_id or "",
-            state=resource.state,
-            zone=resource.zone,
-        )
-
-    def _resource_for(self, ref: str) -> Resource:
         for resource in self.ledger.list_resources(provider=self.provider.name, include_gone=False):
-            if ref in (resource.id, resource.cloud_id):
+            if ref in (resource.id, resource.cloud_id) and resource.kind in self.provider.machine_kinds:
                 return resource
         raise ValidationError(
             f"{ref} is not a live {self.provider.name} machine in runctl's ledger",
@@ -346,7 +387,9 @@ class RemoteTrainer:
         if spec is None:
             raise ValidationError("no machine spec to create the job's machine from")
         argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
-        env.update(storage_credentials(self.config))
+        from runctl.storage.s3 import machine_credentials
+
+        env.update(machine_credentials(self.config.storage, region=self.config.aws.region))
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
 
     def _start(
@@ -428,7 +471,7 @@ class RemoteTrainer:
             if attempt_status.get("state") in AGENT_STATES_FINAL:
                 return str(attempt_status["state"]), attempt_status
             machine_state = self._machine_state(job.id)
-            if machine_state is None or machine_state in GONE_MACHINE_STATES:
+            if machine_state is None or machine_state in self._lost_states:
                 # one more look: the agent may have written its final status just before
                 status = self._read_status(storage)
                 if status.get("attempt") == job.attempt and status.get("state") in AGENT_STATES_FINAL:
@@ -500,7 +543,7 @@ class RemoteTrainer:
         live = [
             r
             for r in self.ledger.list_resources(job_id=job_id, include_gone=False)
-            if r.kind in ("instance", "pod")
+            if r.kind in self.provider.machine_kinds
         ]
         return live[-1] if live else None
 
@@ -539,15 +582,13 @@ class RemoteTrainer:
             )
         else:
             for old in self.ledger.list_resources(job_id=job.id, include_gone=False):
-                if old.kind in ("instance", "pod") and not old.persistent:
+                if old.kind in self.provider.machine_kinds and not old.persistent:
                     self._release_quietly(old)
             if spec is None:
                 raise ValidationError("the job's machine is gone and no spec was given to replace it")
             if self.provider.command_at_creation:
                 spec = self._with_command(spec, job, request, attempt=attempt)
-            plan = self.provider.plan(spec)
-            self._guard(plan, request)
-            target = self.provider.apply(plan, job_id=job.id)[0]
+            target = launch.apply(self._prepare(spec, request), job_id=job.id)[0]
         self._start(target, job, request, job.storage_url or "", attempt=attempt)
         return job
 
@@ -587,41 +628,75 @@ class RemoteTrainer:
             )
             return RemoteResult(job, 128 + signum)
         machine = self._current_machine(job.id)
+        if request.on_interrupt == "stop" and machine is not None:
+            try:
+                self.provider.stop(machine)  # the OS shutdown gives the script its SIGTERM
+            except RunctlError as exc:
+                self.say(f"could not stop {machine.cloud_id}: {exc}; job {job.id} keeps running")
+                return RemoteResult(job, 128 + signum)
+            self.ledger.update_job(
+                job.id, state=STOPPED, detail=f"Ctrl-C on the controller: {machine.cloud_id} stopped"
+            )
+            self.ledger.add_event("job.stopped", f"machine {machine.cloud_id} stopped", job_id=job.id)
+            self.say(f"stopped {machine.cloud_id}; continue with: runctl jobs resume {job.id}")
+            return RemoteResult(self.ledger.get_job(job.id), 128 + signum)
         if machine is not None:
-            if request.on_interrupt == "terminate":
-                self._release_quietly(machine)
-            else:
-                self._stop_quietly(machine)
+            self._release_quietly(machine)
         self.ledger.finish_job(
             job.id,
             "cancelled",
             exit_code=128 + signum,
-            detail=f"Ctrl-C on the controller: machine {request.on_interrupt}ped",
+            detail=f"Ctrl-C on the controller: machine {request.on_interrupt}d",
         )
         return RemoteResult(self.ledger.get_job(job.id), 128 + signum)
 
-    def _stop_quietly(self, machine: Resource) -> None:
-        stop = getattr(self.provider, "stop_machine", None)
-        if stop is None:
-            self._release_quietly(machine)
-            return
+    # -- resume a stopped job --------------------------------------------------------------------
+
+    def resume(self, job_id: str) -> Job:
+        """Start a ``stopped`` job's machine again and send the agent as attempt + 1; the agent
+        resumes from the latest complete checkpoint in storage. Returns the running job."""
+        job = self.ledger.get_job(job_id)
+        if job.state != STOPPED:
+            raise ValidationError(
+                f"job {job.id} is {job.state}, not stopped",
+                hint=f"only a job stopped with --on-interrupt stop resumes; follow it: "
+                f"runctl jobs wait {job.id}",
+            )
+        machine = self._current_machine(job.id)
+        if machine is None:
+            raise ValidationError(
+                f"job {job.id} has no stopped machine left",
+                hint=f"'runctl jobs show {job.id}' lists its resources",
+            )
+        request = stored_request(job)
+        self.say(f"starting {machine.cloud_id} again for job {job.id}")
+        machine = self.provider.restart(machine)
+        attempt = job.attempt + 1
+        self.ledger.update_job(job.id, attempt=attempt, state="running", detail=None)
+        self.ledger.add_event("job.resumed", f"attempt {attempt} on {machine.cloud_id}", job_id=job.id)
+        job = self.ledger.get_job(job.id)
         try:
-            stop(machine)
+            self._start(Machine.of(machine), job, request, job.storage_url or "", attempt=attempt)
         except RunctlError as exc:
-            self.say(f"could not stop {machine.cloud_id}: {exc}")
+            self.ledger.update_job(job.id, state=STOPPED, detail=f"resume failed: {exc}")
+            raise
+        return job
 
     def _release_quietly(self, machine: Resource) -> None:
-        from runctl.core.lifecycle import Lifecycle
-
         try:
-            Lifecycle(self.ledger, {self.provider.name: self.provider}).release(machine)
+            self.lifecycle.release(machine)
         except RunctlError as exc:
             self.say(f"could not release {machine.cloud_id}: {exc} (still recorded as live)")
 
     def _cleanup(self, job_id: str) -> None:
-        from runctl.core.lifecycle import Lifecycle
-
         try:
-            Lifecycle(self.ledger, {self.provider.name: self.provider}).cleanup_on_failure(job_id)
+            self.lifecycle.cleanup_on_failure(job_id)
         except RunctlError as exc:
             self.say(str(exc))
+
+
+def stored_request(job: Job) -> RemoteTrain:
+    """The request a remote job was submitted with (older jobs without one: script and args)."""
+    if job.request:
+        return RemoteTrain.from_dict(job.request)
+    return RemoteTrain(script=job.script, args=job.args)

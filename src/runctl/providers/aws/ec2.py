@@ -65,10 +65,12 @@ from runctl.providers.aws.context import (
     settle_failed_create,
     tag_dict,
 )
-from runctl.providers.base import LaunchPlan, MachineSpec, ManagedResource
+from runctl.providers.base import LaunchPlan, MachineSpec, ManagedResource, Rate
 
 KIND = "instance"
 BILLABLE_STATES = frozenset({"pending", "running"})
+#: EC2 Linux bills per second with a 60 s minimum per running period (and so does EBS).
+BILLING_MINIMUM_S = 60.0
 ALIVE_STATES = ("pending", "running", "stopping", "stopped")
 #: For each target state, the states from which it can no longer be reached.
 DEAD_ENDS = {
@@ -308,7 +310,7 @@ class Instances:
         )
         on_demand = pricing.on_demand(itype.name, self.ctx.region)
         max_price = extra.get("max_price") or config.spot_max_price
-        spot_rates: dict[str, pricing.Price] = {}
+        spot_rates: dict[str, Rate] = {}
         zones_spot = zones
         if spec.spot:
             quotes = pricing.spot_quotes(self.ctx, itype.name)
@@ -339,10 +341,15 @@ class Instances:
             )
         if spec.spot and fallback:
             notes.append("falls back to on-demand if no zone has spot capacity")
+        where = f"{first['market']} in {self.ctx.region}"
         return LaunchPlan(
             provider="aws",
             spec=replace(spec, image=ami.image_id),
             rate_usd_per_hour=rate.usd_per_hour,
+            what=f"{spec.count} x {itype.name} ({where})",
+            tries=tuple(f"{c['market']}@{c['zone']}" for c in candidates),
+            kind=KIND,
+            billing_minimum_s=BILLING_MINIMUM_S,
             request={
                 "region": self.ctx.region,
                 "instance_type": itype.to_dict(),
@@ -541,12 +548,12 @@ class Instances:
             operation=f"run_instances {params['InstanceType']}",
         )
 
-    def _price(self, plan: LaunchPlan, market: str, zone: str | None) -> pricing.Price:
+    def _price(self, plan: LaunchPlan, market: str, zone: str | None) -> Rate:
         rates = plan.request["rates"]
         data = rates["spot"].get(zone or "") if market == "spot" else rates["on-demand"]
         if data is None:  # spot in a zone the plan did not price (cannot happen, but never guess)
             data = rates["on-demand"]
-        return pricing.Price(**data)
+        return Rate(**data)
 
     # -- state changes ------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """What an AWS resource costs per hour: a dated catalogue for on-demand and EBS, live spot prices,
-and the AWS Price List API behind ``runctl cost prices --refresh`` and ``scripts/regen_prices.py``.
+and the AWS Rate List API behind ``runctl cost prices --refresh`` and ``scripts/regen_prices.py``.
 
 * **On-demand** rates come from the catalogue (:mod:`runctl.core.prices`: the dated file shipped in
   the package, overlaid by prices refreshed live); each entry has its ``source`` and ``as_of``
-  date, and every :class:`Price` carries them, so a report can say where a figure came from and
+  date, and every :class:`Rate` carries them, so a report can say where a figure came from and
   how old it is. A type or region not in the catalogue has an unknown rate (``usd_per_hour``
   None) and says so; the ledger then records no rate rather than a guess.
 * **Spot** rates come from ``describe_spot_price_history`` for the zone actually used. A quote is
@@ -18,10 +18,10 @@ and the AWS Price List API behind ``runctl cost prices --refresh`` and ``scripts
   IOPS above 3000 and throughput above 125 MB/s; io1 IOPS; io2 IOPS in three tiers (up to
   32 000, 32 001–64 000, above 64 000). Snapshots: the snapshot $/GB-month × the volume size, an
   upper bound (a snapshot stores only the blocks in use).
-* **Price List API** (``pricing:GetProducts``, answered in us-east-1): exact-match filters on
+* **Rate List API** (``pricing:GetProducts``, answered in us-east-1): exact-match filters on
   instance type, region code, Linux, shared tenancy, no pre-installed software and capacity status
   ``Used``; the ``OnDemand`` term's hourly USD price is the rate. :func:`parse_products` reads the
-  answer (a list of JSON documents, one per product); moto has no Price List backend, so the
+  answer (a list of JSON documents, one per product); moto has no Rate List backend, so the
   tests feed it a recorded answer.
 """
 
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from runctl.core import prices
 from runctl.core.errors import ValidationError
 from runctl.providers.aws.context import AwsContext
+from runctl.providers.base import Rate
 
 if TYPE_CHECKING:
     from runctl.core.retry import RetryPolicy
@@ -54,22 +55,9 @@ GP3_BASELINE_IOPS = 3000
 GP3_BASELINE_THROUGHPUT = 125
 #: io2 provisioned IOPS are priced in tiers: (upper bound of the tier, catalogue item).
 IO2_TIERS = ((32000, "io2_iops"), (64000, "io2_iops_tier2"), (math.inf, "io2_iops_tier3"))
-#: The Price List API is served from us-east-1 (also ap-south-1, eu-central-1).
+#: The Rate List API is served from us-east-1 (also ap-south-1, eu-central-1).
 PRICE_LIST_REGION = "us-east-1"
-PRICE_LIST_SOURCE = "AWS Price List API (pricing:GetProducts, AmazonEC2, OnDemand)"
-
-
-@dataclass(frozen=True)
-class Price:
-    """A rate and where it came from. ``usd_per_hour`` None = unknown; ``note`` explains."""
-
-    usd_per_hour: float | None
-    source: str
-    as_of: str | None = None
-    note: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+PRICE_LIST_SOURCE = "AWS Rate List API (pricing:GetProducts, AmazonEC2, OnDemand)"
 
 
 @dataclass(frozen=True)
@@ -86,16 +74,16 @@ def catalogue() -> dict[str, Any]:
     return prices.shipped("aws")
 
 
-def on_demand(instance_type: str, region: str) -> Price:
+def on_demand(instance_type: str, region: str) -> Rate:
     """The catalogue's on-demand rate for ``instance_type`` in ``region`` (or unknown)."""
     entry = prices.lookup("aws", ON_DEMAND, region, instance_type)
     if entry is None:
-        return Price(
+        return Rate(
             None,
             "catalogue",
             note=f"no catalogue price for {instance_type} in {region}; its cost will show as unknown",
         )
-    return Price(entry.usd, entry.origin, entry.as_of)
+    return Rate(entry.usd, entry.origin, entry.as_of)
 
 
 def ebs(
@@ -105,23 +93,23 @@ def ebs(
     *,
     iops: int | None = None,
     throughput: int | None = None,
-) -> Price:
+) -> Rate:
     """The rate per hour of ``size_gb`` of EBS ``volume_type`` (or ``snapshot``), with the
     provisioned IOPS / throughput extras of gp3, io1 and io2 (see the module docstring)."""
     storage = prices.lookup("aws", EBS_STORAGE, region, volume_type)
     if storage is None:
-        return Price(None, "catalogue", note=f"no catalogue price for EBS {volume_type} in {region}")
+        return Rate(None, "catalogue", note=f"no catalogue price for EBS {volume_type} in {region}")
     monthly = storage.usd * size_gb
     parts = [f"{storage.usd} $/GB-month × {size_gb} GB"]
     dates = [storage.as_of]
     for item, units in ebs_extras(volume_type, iops, throughput):
         extra = prices.lookup("aws", EBS_EXTRAS, region, item)
         if extra is None:
-            return Price(None, "catalogue", note=f"no catalogue price for EBS {item} in {region}")
+            return Rate(None, "catalogue", note=f"no catalogue price for EBS {item} in {region}")
         monthly += extra.usd * units
         parts.append(f"{extra.usd} $/month × {units} ({item})")
         dates.append(extra.as_of)
-    return Price(monthly / HOURS_PER_MONTH, storage.origin, min(dates), " + ".join(parts))
+    return Rate(monthly / HOURS_PER_MONTH, storage.origin, min(dates), " + ".join(parts))
 
 
 def ebs_extras(volume_type: str, iops: int | None, throughput: int | None) -> list[tuple[str, int]]:
@@ -144,7 +132,7 @@ def ebs_extras(volume_type: str, iops: int | None, throughput: int | None) -> li
     return extras
 
 
-# -- the Price List API ------------------------------------------------------------------------
+# -- the Rate List API ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -197,8 +185,8 @@ def parse_products(price_list: Iterable[str | dict[str, Any]]) -> list[ProductPr
                     )
         except (ValueError, TypeError, AttributeError) as exc:
             raise ValidationError(
-                f"entry {n} of the Price List answer is not a product document: {exc}",
-                hint="the AWS Price List API changed its format, or the answer was cut short",
+                f"entry {n} of the Rate List answer is not a product document: {exc}",
+                hint="the AWS Rate List API changed its format, or the answer was cut short",
             ) from None
     return found
 
@@ -223,7 +211,7 @@ def hourly_on_demand(
     choices = {p.usd for p in plain}
     if len(choices) > 1:
         raise ValidationError(
-            f"the Price List API returned {len(choices)} different on-demand prices for "
+            f"the Rate List API returned {len(choices)} different on-demand prices for "
             f"{instance_type} in {region}: {sorted(choices)}",
             hint="report this: runctl's product filters no longer select a single product",
         )
@@ -233,7 +221,7 @@ def hourly_on_demand(
 def fetch_on_demand(
     instance_types: Iterable[str], region: str, *, policy: RetryPolicy | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Ask the Price List API for the on-demand rate of each type in ``region``: catalogue
+    """Ask the Rate List API for the on-demand rate of each type in ``region``: catalogue
     entries (``price``, ``as_of`` today, ``source``, ``effective``); types without one are left out."""
     from runctl.providers.aws import session
 
@@ -291,18 +279,18 @@ def spot_quotes(ctx: AwsContext, instance_type: str) -> dict[str, SpotQuote]:
 
 def spot(
     quote: SpotQuote | None,
-    fallback: Price,
+    fallback: Rate,
     *,
     max_price: float | None = None,
     stale_days: int = DEFAULT_STALE_DAYS,
     now: float | None = None,
-) -> Price:
+) -> Rate:
     """The rate to record for a spot instance: the quote if believable, else the upper bound."""
     now = time.time() if now is None else now
     problem = _spot_problem(quote, fallback.usd_per_hour, stale_days, now)
     if problem is None and quote is not None:
         as_of = time.strftime("%Y-%m-%d", time.gmtime(quote.timestamp))
-        return Price(quote.usd_per_hour, "spot-price-history", as_of, f"spot price in {quote.zone}")
+        return Rate(quote.usd_per_hour, "spot-price-history", as_of, f"spot price in {quote.zone}")
     bound = fallback.usd_per_hour
     if max_price is not None and (bound is None or max_price < bound):
         bound, what = max_price, f"your --max-price ${max_price}/h"
@@ -311,7 +299,7 @@ def spot(
     note = f"spot price unknown ({problem}); recording {what} as an upper bound"
     if bound is None:
         note = f"spot price unknown ({problem}) and no catalogue price; cost will show as unknown"
-    return Price(bound, "upper-bound", fallback.as_of, note)
+    return Rate(bound, "upper-bound", fallback.as_of, note)
 
 
 def _spot_problem(

@@ -30,7 +30,15 @@ from runctl.core.testhooks import crash_point
 from runctl.providers.aws import ebs, ec2, pricing
 from runctl.providers.aws.ami import AmiResolver
 from runctl.providers.aws.context import TAG_RESOURCE, AwsContext, check_id
-from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineSpec, ManagedResource
+from runctl.providers.base import (
+    ComputeProvider,
+    LaunchOptions,
+    LaunchPlan,
+    Machine,
+    MachineSpec,
+    ManagedResource,
+    Rate,
+)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -39,6 +47,9 @@ class AwsProvider(ComputeProvider):
     """EC2 instances, EBS volumes and snapshots in one region, tracked in ``ledger``."""
 
     name = "aws"
+    machine_kinds = frozenset({ec2.KIND})
+    #: An instance in one of these no longer runs the job (stopped by someone, or going away).
+    lost_states = frozenset({"terminated", "shutting-down", "stopping", "stopped"})
 
     def __init__(
         self,
@@ -68,41 +79,44 @@ class AwsProvider(ComputeProvider):
         )
         self.volumes = ebs.Volumes(self.ctx, self.lifecycle, self.instances)
 
-    def machine_spec(
-        self,
-        instance_type: str | None = None,
-        *,
-        spot: bool | None = None,
-        fallback: bool | None = None,
-        max_price: float | None = None,
-        zone: str | None = None,
-        image: str | None = None,
-        iam_instance_profile: str | None = None,
-        data_volume: str | None = None,
-        root_size_gb: int | None = None,
-        name: str | None = None,
-    ) -> MachineSpec:
-        """A MachineSpec from command-line style options, defaults from ``[aws]``."""
+    @classmethod
+    def from_config(
+        cls, ledger: Ledger, config: Config, *, progress: Callable[[str], None] | None = None
+    ) -> AwsProvider:
+        return cls(ledger, config, progress=progress)
+
+    def configured(self) -> bool:
+        """A region resolves (``[aws] region`` or boto3's chain); raises ConfigError otherwise."""
+        return bool(self.ctx.region)
+
+    def spec(self, options: LaunchOptions) -> MachineSpec:
+        """A MachineSpec from the launch options, defaults from ``[aws]``."""
         aws = self.config.aws
-        if max_price is not None and max_price <= 0:
+        if options.gpus:
             raise ValidationError(
-                f"--max-price must be positive, got {max_price}", hint="e.g. --max-price 0.5"
+                "AWS machines are chosen by instance type, not by GPU name",
+                hint="give an instance type (e.g. g5.xlarge); 'runctl cost prices --provider aws' lists them",
             )
-        if root_size_gb is not None and not 8 <= root_size_gb <= 16384:
-            raise ValidationError(f"--root-size {root_size_gb} is out of range", hint="use 8–16384 (GB)")
+        if options.max_price is not None and not 0 < options.max_price < float("inf"):
+            raise ValidationError(
+                f"--max-price must be a positive number, got {options.max_price}", hint="e.g. --max-price 0.5"
+            )
+        if options.disk_gb is not None and not 8 <= options.disk_gb <= 16384:
+            raise ValidationError(f"--root-size {options.disk_gb} is out of range", hint="use 8–16384 (GB)")
         extra: dict[str, Any] = {
-            "max_price": max_price,
-            "fallback": aws.fallback_to_on_demand if fallback is None else fallback,
-            "iam_instance_profile": iam_instance_profile,
-            "data_volume": data_volume,
-            "name": name,
+            "max_price": options.max_price,
+            "fallback": aws.fallback_to_on_demand if options.fallback is None else options.fallback,
+            "iam_instance_profile": options.iam_instance_profile,
+            "data_volume": self.resolve(options.data_volume, "volume") if options.data_volume else None,
+            "name": options.name,
         }
         return MachineSpec(
-            instance_type=instance_type or aws.default_instance_type,
-            spot=aws.use_spot if spot is None else spot,
-            zone=zone,
-            image=image,
-            disk_gb=root_size_gb,
+            instance_type=options.instance_type or aws.default_instance_type,
+            spot=aws.use_spot if options.spot is None else options.spot,
+            count=options.count,
+            zone=options.zone,
+            image=options.image,
+            disk_gb=options.disk_gb,
             extra={k: v for k, v in extra.items() if v is not None},
         )
 
@@ -210,6 +224,39 @@ class AwsProvider(ComputeProvider):
         )
         return str(answer["Command"]["CommandId"])
 
+    def catalogue_rate(self, spec: MachineSpec) -> tuple[Rate, str]:
+        """The catalogue's on-demand rate of ``spec``'s instance type in the region."""
+        region = self.ctx.region
+        return (
+            pricing.on_demand(spec.instance_type or "", region),
+            f"{spec.count} x {spec.instance_type} (on-demand in {region})",
+        )
+
+    def stop_refusal(self, spec: MachineSpec) -> str | None:
+        if spec.spot:
+            return "a spot instance cannot be stopped (EC2 only terminates one-time spot instances)"
+        return None
+
+    def stop(self, resource: Resource) -> Resource:
+        """Stop an on-demand instance (verified ``stopped``; its EBS root volume stays)."""
+        self.instances.stop(self._cloud_id(resource))
+        return self.ledger.get_resource(resource.id)
+
+    def restart(self, resource: Resource) -> Resource:
+        """Start a stopped instance again (verified ``running``)."""
+        self.instances.start(self._cloud_id(resource))
+        return self.ledger.get_resource(resource.id)
+
+    def _cloud_id(self, resource: Resource) -> str:
+        if not resource.cloud_id:
+            raise NotFoundError(
+                f"{resource.id} was never created ({resource.state})", resource_id=resource.id
+            )
+        return resource.cloud_id
+
+    def billing_minimum_s(self, kind: str) -> float:
+        return ec2.BILLING_MINIMUM_S if kind in (ec2.KIND, ebs.VOLUME) else 0.0
+
     def refresh_rate(self, resource: Resource) -> float | None:
         """A running spot instance's current spot price for its zone, recorded when it moved.
 
@@ -268,7 +315,7 @@ class AwsProvider(ComputeProvider):
         found = [*self.instances.list_instances(), *volumes.list_volumes(), *volumes.list_snapshots()]
         return [replace(f.managed(), region=self.ctx.region) for f in found]
 
-    def rate_for(self, found: ManagedResource) -> pricing.Price:
+    def rate_for(self, found: ManagedResource) -> Rate:
         """The rate to record for a resource found in the cloud (reconcile cannot see the plan)."""
         region = self.ctx.region
         if found.kind == ec2.KIND:
@@ -297,8 +344,7 @@ class AwsProvider(ComputeProvider):
             Tags=[{"Key": TAG_RESOURCE, "Value": ledger_id}],
         )
 
-    @staticmethod
-    def gone_state(kind: str) -> str:
+    def gone_state(self, kind: str) -> str:
         return "terminated" if kind == ec2.KIND else "deleted"
 
 

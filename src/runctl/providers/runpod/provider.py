@@ -38,7 +38,7 @@ import difflib
 import re
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,10 +57,10 @@ from runctl.core.lifecycle import Lifecycle
 from runctl.core.retry import RetryPolicy
 from runctl.core.testhooks import crash_point
 from runctl.providers.base import (
-    INTENT_GRACE_S,
     TAG_MANAGED,
     TAG_RESOURCE,
     ComputeProvider,
+    LaunchOptions,
     LaunchPlan,
     Machine,
     MachineSpec,
@@ -144,6 +144,9 @@ class RunpodProvider(ComputeProvider):
 
     name = PROVIDER
     command_at_creation = True
+    machine_kinds = frozenset({KIND})
+    #: A pod in one of these no longer runs the job (its command ended, or it is going away).
+    lost_states = frozenset({"exited", "terminated", "gone"})
 
     def __init__(
         self,
@@ -162,9 +165,70 @@ class RunpodProvider(ComputeProvider):
         self.confirm_timeout = confirm_timeout
 
     @classmethod
-    def from_config(cls, ledger: Ledger, config: Config) -> RunpodProvider:
+    def from_config(
+        cls, ledger: Ledger, config: Config, *, progress: Callable[[str], None] | None = None
+    ) -> RunpodProvider:
         """The provider as the CLI builds it: ``[runpod]`` settings, ``[retry]`` policy."""
         return cls(ledger, config.runpod, retry=RetryPolicy.for_cloud_api("RunPod API call", config.retry))
+
+    def spec(self, options: LaunchOptions) -> MachineSpec:
+        """A MachineSpec from the launch options: ``gpus`` (ids or names, repeatable and
+        comma-separated, tried in order), ``zone`` is the cloud, ``max_price`` the bid per GPU-hour
+        (it implies spot); defaults from ``[runpod]``."""
+        if options.instance_type or options.iam_instance_profile or options.data_volume:
+            raise ValidationError(
+                "RunPod pods are chosen by GPU, not by instance type, profile or EBS volume",
+                hint="give --gpu (runctl runpod gpus lists them)",
+            )
+        bid = options.max_price
+        if bid is not None and not 0 < bid < float("inf"):
+            raise ValidationError(
+                f"bid {bid} must be a positive number", hint="e.g. --bid 0.25 (USD per GPU-hour)"
+            )
+        extra: dict[str, Any] = {
+            "cloud": str(options.zone or self.config.cloud_type).lower(),
+            "label": options.name,
+        }
+        if options.gpus:
+            extra["gpu_types"] = [g.strip() for item in options.gpus for g in item.split(",") if g.strip()]
+        if options.volume_gb is not None:
+            extra["volume_gb"] = options.volume_gb
+        if bid is not None:
+            extra["bid"] = bid
+        return MachineSpec(
+            gpu_count=options.gpu_count or self.config.gpu_count,
+            spot=bool(options.spot) or bid is not None,
+            count=options.count,
+            image=options.image,
+            disk_gb=options.disk_gb,
+            extra=extra,
+        )
+
+    def catalogue_rate(self, spec: MachineSpec) -> tuple[Rate, str]:
+        """The catalogue's on-demand price of the first GPU asked for, in the chosen cloud (secure
+        for ``all``)."""
+        from runctl.providers.runpod import pricing
+
+        name = (list(spec.extra.get("gpu_types") or []) or [spec.gpu_type or self.config.default_gpu])[0]
+        chosen = str(spec.extra.get("cloud") or self.config.cloud_type)
+        cloud = "secure" if chosen == "all" else chosen
+        gpu_id, display = pricing.catalogue_gpu(name)
+        entry = pricing.gpu_price(gpu_id, cloud)
+        what = f"{spec.count} pod(s) of {spec.gpu_count} x {display} ({cloud} cloud, on-demand)"
+        if entry is None:
+            return Rate(
+                None, "catalogue", note=f"no catalogue price for {display} in the {cloud} cloud"
+            ), what
+        return Rate(entry.usd * spec.gpu_count, entry.origin, entry.as_of), what
+
+    def stop_refusal(self, spec: MachineSpec) -> str | None:
+        return (
+            "a RunPod pod runs its command from creation: a stopped pod would rerun the same attempt "
+            "when resumed"
+        )
+
+    def restart(self, resource: Resource) -> Resource:
+        return self.resume(resource)
 
     @property
     def api(self) -> RunpodAPI:
@@ -177,6 +241,9 @@ class RunpodProvider(ComputeProvider):
     def has_credentials(self) -> bool:
         """Whether an API key is configured (so callers can skip RunPod instead of failing)."""
         return self.api.client.has_key
+
+    def configured(self) -> bool:
+        return self.has_credentials
 
     # -- prices and plans ----------------------------------------------------------------------
 
@@ -254,10 +321,16 @@ class RunpodProvider(ComputeProvider):
                 f"${stopped_volume_usd_per_month(volume_gb):.2f}/month until terminated"
             )
         printable = self._pod_input(spec, reveal_env=False)
+        first = offers[0]
+        market = "interruptible" if spot else "on-demand"
         return LaunchPlan(
             provider=PROVIDER,
             spec=spec,
-            rate_usd_per_hour=offers[0].rate_usd_per_hour,
+            rate_usd_per_hour=first.rate_usd_per_hour,
+            what=f"{spec.count} pod(s) of {spec.gpu_count} x {first.gpu_name} "
+            f"({first.cloud.lower()} cloud, {market})",
+            tries=tuple(f"{o.gpu_type_id}@{o.cloud.lower()}" for o in offers),
+            kind=KIND,
             request={
                 "mutation": "podRentInterruptable" if spot else "podFindAndDeployOnDemand",
                 "input": printable,
@@ -295,8 +368,16 @@ class RunpodProvider(ComputeProvider):
 
     # -- create --------------------------------------------------------------------------------
 
-    def apply(self, plan: LaunchPlan, *, job_id: str | None = None) -> list[Machine]:
-        """Create ``spec.count`` pods (intent first); on failure release the ones created."""
+    def apply(
+        self,
+        plan: LaunchPlan,
+        *,
+        job_id: str | None = None,
+        allow_over_limit: bool = False,
+        wait: bool = False,
+    ) -> list[Machine]:
+        """Create ``spec.count`` pods (intent first); on failure release the ones created. RunPod
+        has no running-machine guard of runctl's, and a pod is placed running: both flags are moot."""
         machines: list[Machine] = []
         try:
             for _ in range(plan.spec.count):
@@ -432,10 +513,9 @@ class RunpodProvider(ComputeProvider):
         """Every live runctl-named pod, as reconcile compares it with the ledger."""
         return [managed(p) for p in self.managed_pods()]
 
-    @staticmethod
-    def rate_for(found: ManagedResource) -> Rate:
+    def rate_for(self, found: ManagedResource) -> Rate:
         """The pod's own ``costPerHr``: RunPod prices each pod, there is no catalogue to consult."""
-        return Rate(found.detail.get("cost_per_hr"), "rate: the pod's costPerHr at RunPod")
+        return Rate(found.detail.get("cost_per_hr"), "pod", note="rate: the pod's costPerHr at RunPod")
 
     def retag(self, found: ManagedResource, ledger_id: str) -> None:
         """RunPod cannot rename a pod: the adopted row is matched by pod id from now on."""
@@ -446,34 +526,8 @@ class RunpodProvider(ComputeProvider):
             resource_id=ledger_id,
         )
 
-    @staticmethod
-    def gone_state(kind: str) -> str:
+    def gone_state(self, kind: str) -> str:
         return "terminated"
-
-    def reconcile(self, resource: Resource, *, intent_grace_s: float = INTENT_GRACE_S) -> Resource:
-        """Bring one ledger row in line with RunPod.
-
-        Adopts the pod of an ``intent`` row (found by name); marks an ``intent`` row with no pod
-        ``create_failed`` once it is older than ``intent_grace_s`` (a create may still be in
-        flight in another process before that: the same rule as ``resources reconcile``);
-        records state changes; marks a row whose pod has vanished ``terminated``.
-        """
-        if resource.is_gone:
-            return resource
-        pod = self.find_pod(resource)
-        if resource.state == "intent":
-            if pod is not None:
-                return self.lifecycle.created(
-                    resource, cloud_id=pod.id, state=pod.state, rate_usd_per_hour=pod.cost_per_hr
-                )
-            if time.time() - resource.created_at < intent_grace_s:
-                return resource
-            return self.ledger.transition(resource.id, "create_failed", billable=False, detail="no pod found")
-        if pod is None:
-            return self.lifecycle.transition(resource, "terminated", detail="no longer at RunPod")
-        if pod.state != resource.state:
-            return self.lifecycle.transition(resource, pod.state, detail="observed at RunPod")
-        return resource
 
     def refresh_rate(self, resource: Resource) -> float | None:
         """The pod's ``costPerHr`` now, recorded when it changed (e.g. a new bid)."""
