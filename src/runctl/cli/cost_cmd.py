@@ -26,6 +26,7 @@ app = typer.Typer(
     help="Cost: catalogue prices, reports of what was spent, estimates, budgets.", no_args_is_help=True
 )
 
+
 class ReportFormat(StrEnum):
     table = "table"
     json = "json"

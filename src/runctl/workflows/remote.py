@@ -414,6 +414,7 @@ class RemoteTrainer:
         """Follow the job to its end, resuming and restarting as allowed; returns the outcome."""
         job = self.ledger.get_job(job_id)
         storage = job_storage(self.config, job.id)
+        self._interrupted = self._stop_asked = None  # a trainer may follow a job more than once
         preemptions = restarts = 0
         spec = request.spec
         self._watch = JobBudgetWatch(self.ledger, job.id, self.config.cost)
