@@ -107,7 +107,8 @@ def _section(path: tuple[str, ...], command: Any, root: Any) -> str:
         if param.param_type_name == "argument":
             decl = _argument_label(param)
         text, extra = _split_extra(help_text)
-        rows.append(f"| `{_cell(decl)}` | {_cell(text)} | {_cell(extra)} |")
+        # a pipe inside a code span stays in its cell on the site (Python-Markdown's tables)
+        rows.append(f"| `{' '.join(decl.split())}` | {_cell(text)} | {_cell(extra)} |")
     if rows:
         lines += ["| argument / option | help | default, range, env var |", "|---|---|---|", *rows, ""]
     subcommands = [n for n in sorted(getattr(command, "commands", {}) or {}) if not command.commands[n].hidden]
