@@ -111,13 +111,13 @@ def _section(path: tuple[str, ...], command: Any, root: Any) -> str:
         rows.append(f"| `{' '.join(decl.split())}` | {_cell(text)} | {_cell(extra)} |")
     if rows:
         lines += ["| argument / option | help | default, range, env var |", "|---|---|---|", *rows, ""]
-    subcommands = [n for n in sorted(getattr(command, "commands", {}) or {}) if not command.commands[n].hidden]
+    children = getattr(command, "commands", {}) or {}
+    subcommands = [name for name in sorted(children) if not children[name].hidden]
     if subcommands:
         lines += ["| command | what it does |", "|---|---|"]
         for name in subcommands:
-            sub = command.commands[name]
-            anchor = "-".join((*path, name))
-            lines.append(f"| [`{' '.join((*path, name))}`](#{anchor}) | {_cell(sub.get_short_help_str(limit=300))} |")
+            summary = _cell(children[name].get_short_help_str(limit=300))
+            lines.append(f"| [`{' '.join((*path, name))}`](#{'-'.join((*path, name))}) | {summary} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gen_cli_reference  # noqa: E402
-import gen_config_reference  # noqa: E402
+import gen_cli_reference
+import gen_config_reference
 
 GENERATORS = (gen_cli_reference, gen_config_reference)
 

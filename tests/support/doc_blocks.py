@@ -101,13 +101,16 @@ def blocks(page: Path) -> list[Block]:
     return found
 
 
-def run(block: Block, cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    block: Block, cwd: Path, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run one block (or write it, when it is a titled file) in ``cwd``; raise with its output
     when it fails."""
     if block.title:
         (cwd / block.title).write_text(block.code)
         return subprocess.CompletedProcess([], 0, "", "")
-    command = ["bash", "-e", "-c", block.code] if block.lang in ("sh", "bash") else [sys.executable, "-c", block.code]
+    shell = block.lang in ("sh", "bash")
+    command = ["bash", "-e", "-c", block.code] if shell else [sys.executable, "-c", block.code]
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(
