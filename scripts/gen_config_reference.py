@@ -36,7 +36,16 @@ the effective values (secrets masked) and `runctl init` writes a commented `.run
 
 Durations are seconds (`30`) or a number with a unit (`500ms`, `30s`, `5m`, `2h`, `1d`), positive
 and finite. Sizes are bytes or a number with a unit (`64MiB`, `1GiB`; `MB`/`GB` are decimal).
-AWS credentials are never read from runctl's config: boto3's credential chain is the only source.
+`[storage] uri` and `[aws] s3_bucket` are checked against S3's bucket naming rules when the
+config is loaded, not at the first upload. AWS credentials are never read from runctl's config:
+boto3's credential chain is the only source.
+
+| command | what it does |
+|---|---|
+| `runctl init [PATH] [--force]` | write a commented `.runctl.toml` with every key |
+| `runctl config show` | the effective config (secrets masked) and its sources |
+| `runctl config validate` | check it; exit 78 with every problem named |
+| `runctl config path` | which files are read, and the state directory |
 
 Other environment variables: `RUNCTL_STATE_DIR` (ledger, logs, default checkpoints and storage;
 default `$XDG_STATE_HOME/runctl`, else `~/.local/state/runctl`), `RUNCTL_CONFIG_HOME`,

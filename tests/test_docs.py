@@ -352,6 +352,14 @@ def test_skipped_blocks_say_why_and_markers_sit_on_a_block() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_the_readme_links_to_pages_that_exist() -> None:
+    """The README is not part of the site (mkdocs checks the site's links); its own are checked here."""
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", (REPO / "README.md").read_text())
+    local = [link for link in links if "://" not in link]
+    broken = [link for link in local if not (REPO / link).is_file()]
+    assert local and not broken, broken
+
+
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     if importlib.util.find_spec("mkdocs") is None:
         pytest.skip("mkdocs is not installed: `./dev docs` (or ./dev test) installs the docs extra")

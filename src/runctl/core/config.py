@@ -508,7 +508,7 @@ def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], s
         path=path,
         key=first_key,
         hint="edit the value named above; 'runctl config validate' re-checks, "
-        "'runctl init' writes a commented example",
+        "'runctl init' writes a commented example, docs/reference/config.md lists every key",
     )
 
 
