@@ -12,7 +12,7 @@ from tests.conftest import CliResult
 from tests.support.aws import boto
 from tests.support.fake_runpod import FakeRunpod
 
-#: Exit codes a cloud command may end with when the cloud misbehaves (README exit-code table).
+#: Exit codes a cloud command may end with when the cloud misbehaves (docs/reference/exit-codes.md).
 CLOUD_FAILURE_CODES = frozenset({69, 75, 80})
 ALIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
 

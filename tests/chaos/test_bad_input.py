@@ -1,7 +1,8 @@
 """The bad input corpus (tests/chaos/corpus, see its README): bad configs, bad arguments, bad
 URIs and hostile script paths must each end in one clear error line (no traceback), the exit code
-the README documents, and no change: the ledger's bytes and rows stay as they were and nothing is
-sent to the cloud (or, for input only the cloud can judge, nothing but reads)."""
+docs/reference/exit-codes.md documents, and no change: the ledger's bytes and rows stay as they
+were and nothing is sent to the cloud (or, for input only the cloud can judge, nothing but
+reads)."""
 
 from __future__ import annotations
 

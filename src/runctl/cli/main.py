@@ -38,6 +38,8 @@ app = typer.Typer(
     name="runctl",
     help="Run ML training jobs locally, on AWS EC2 and on RunPod: nothing leaks, nothing is "
     "lost, every dollar is visible.",
+    epilog="Docs: docs/ in the repository (`./dev docs` builds the site): getting started, guides; "
+    "every command and option in docs/reference/cli.md, every config key in docs/reference/config.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

@@ -101,26 +101,41 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # a field's docstring is its description: docs/reference/config.md is generated from them
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class AwsConfig(_Section):
     """``[aws]``: EC2, EBS and S3. Credentials come from boto3's chain, never from here."""
 
     region: str | None = None
+    """Region for every AWS call (default: boto3's: `AWS_REGION`, `~/.aws/config`)."""
     default_instance_type: str = "g5.xlarge"
+    """Instance type when a command is given none."""
     default_ami: str | None = None
+    """Image for every launch (default: the newest Deep Learning AMI for GPU types, else AL2023)."""
     use_spot: bool = False
+    """Launch spot instances by default (`--spot`)."""
     spot_max_price: PositiveFloat | None = None
+    """Most USD/hour to pay for spot (default: the on-demand price)."""
     fallback_to_on_demand: bool = True
+    """Launch on-demand once every zone has refused spot (`--fallback`)."""
     iam_instance_profile: str | None = None
+    """Instance profile (name or ARN) for new instances; remote jobs reach S3 with it."""
     key_name: str | None = None
+    """EC2 key pair passed to `run_instances` (runctl itself never needs SSH)."""
     subnet_id: str | None = None
+    """Subnet passed to `run_instances`; it pins the zone."""
     security_group_ids: list[str] = Field(default_factory=list)
+    """Security groups passed to `run_instances`."""
     root_volume_gb: PositiveInt = 100
+    """Root volume size in GB (gp3, deleted with the instance)."""
     s3_bucket: str | None = None
+    """Job storage bucket when `[storage] uri` is unset."""
     s3_prefix: str = "runctl"
+    """Key prefix under `s3_bucket`."""
     max_running_instances: PositiveInt = 10
+    """Guard: `aws create` / `aws start` refuse more runctl instances in the region without `--yes`."""
 
     @field_validator("s3_bucket")
     @classmethod
@@ -133,42 +148,64 @@ class RunpodConfig(_Section):
     """``[runpod]``: the GraphQL API. The key may also come from ``RUNPOD_API_KEY``."""
 
     api_key: SecretStr | None = None
+    """Secret: the RunPod API key; `RUNPOD_API_KEY` wins and is preferred. Masked everywhere."""
     api_url: str = "https://api.runpod.io"
+    """API base URL (`/graphql` is appended); plain `http://` only for loopback hosts (test servers)."""
     default_gpu: str = "NVIDIA GeForce RTX 4090"
+    """GPU type when `--gpu` is not given."""
     gpu_count: PositiveInt = 1
+    """GPUs per pod."""
     cloud_type: Literal["secure", "community", "all"] = "secure"
+    """`secure`, `community` or `all` (secure first, then community)."""
     image: str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
+    """Container image of new pods."""
     container_disk_gb: PositiveInt = 50
+    """Container disk in GB (deleted when the pod stops)."""
     volume_gb: int = Field(default=0, ge=0)
+    """Persistent volume in GB mounted at `/workspace` (0: none)."""
 
 
 class LocalConfig(_Section):
     """``[local]``: how ``runctl local`` runs a script on this machine."""
 
     grace_period: Duration = 30.0
+    """Time a script gets to save after SIGTERM before SIGKILL."""
     max_duration: Duration | None = None
+    """Stop local jobs gracefully after this long (exit 124)."""
     python: str | None = None
+    """Interpreter for `.py` scripts (default: the one running runctl)."""
     use_uv: bool = True
+    """Run scripts that carry PEP 723 inline metadata with `uv run` when uv is installed."""
     rate_usd_per_hour: NonNegativeFloat = 0.0
+    """What this machine costs per hour, for cost reports."""
 
 
 class CheckpointConfig(_Section):
     """``[checkpoint]``: where checkpoints go and how many are kept."""
 
     dir: Path | None = None
+    """Root of the per-job checkpoint directories (default: `<state dir>/checkpoints`)."""
     keep_last_n: PositiveInt | None = None
+    """Prune all but the newest N checkpoints (default: keep all)."""
     resume: bool = True
+    """`runctl local` resumes the last unfinished job of the same name by default."""
 
 
 class MonitoringConfig(_Section):
     """``[monitoring]``: metrics and logs."""
 
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve Prometheus `/metrics` on this port while a command runs."""
     metrics_host: str = "127.0.0.1"  # address /metrics binds; "0.0.0.0" for a remote Prometheus
+    """Address `/metrics` binds (`0.0.0.0` for a remote Prometheus)."""
     textfile_dir: Path | None = None
+    """Write `runctl.prom` here on exit, for node_exporter's textfile collector."""
     pushgateway_url: str | None = None
+    """Push the metrics to this Pushgateway when a command exits."""
     log_format: Literal["text", "json"] = "text"
+    """`text` for people or `json` (one object per line) for runctl's own logs on stderr."""
     heartbeat_interval: Duration = 5.0
+    """How often the agent uploads status, a log chunk and new checkpoints."""
 
 
 class CostConfig(_Section):
@@ -182,12 +219,19 @@ class CostConfig(_Section):
     """
 
     budget_usd: PositiveFloat | None = None
+    """Total spend allowed per `budget_period`."""
     budget_period: Literal["day", "week", "month"] = "month"
+    """`day`, `week` (from Monday) or `month`: calendar periods in UTC."""
     max_hourly_usd: PositiveFloat | None = None
+    """Limit on the $/h of everything running now plus a launch's."""
     max_cost_usd: PositiveFloat | None = None
+    """Per-job limit over all attempts and resources; a running job is stopped gracefully at it."""
     warn_at: float = Field(default=0.8, gt=0, le=1)
+    """Warn when a figure reaches this fraction of its limit."""
     price_stale_days: PositiveInt = 30
+    """Catalogue or spot prices older than this are stale (not believed)."""
     rate_refresh_interval: Duration = 600.0
+    """How often a running remote job's spot price is re-read."""
 
 
 class StorageConfig(_Section):
@@ -203,13 +247,21 @@ class StorageConfig(_Section):
     """
 
     uri: str | None = None
+    """`s3://bucket/prefix` or a local directory jobs write to (default: `<state dir>/storage`)."""
     endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, R2, a test server); default: boto3's."""
     region: str | None = None
+    """Region of the bucket (found out on first use if unset)."""
     multipart_threshold: ByteSize = Field(default=64 * 1024**2, ge=1)
+    """Objects up to this size go in one request."""
     part_size: ByteSize = Field(default=8 * 1024**2, ge=5 * 1024**2, le=5 * 1024**3)
+    """Upload part size, 5MiB–5GiB; grown so a file needs at most 10,000 parts."""
     max_concurrency: int = Field(default=16, ge=1, le=256)
+    """Requests in flight (memory: at most about this × `part_size`)."""
     max_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries per request on throttling, 5xx or a dropped connection."""
     s3_checksums: bool = True
+    """Send S3's `x-amz-checksum-crc32`; `false` for stores that refuse it (B2, s3proxy)."""
 
     @field_validator("uri")
     @classmethod
@@ -243,11 +295,17 @@ class RetryConfig(_Section):
     """
 
     max_attempts: int = Field(default=6, ge=1, le=50)
+    """Attempts of a retryable cloud call (throttling, 5xx, a dropped connection)."""
     initial_delay: Duration = 0.5
+    """First backoff delay (full-jitter exponential)."""
     max_delay: Duration = 20.0
+    """Largest backoff delay."""
     deadline: Duration = 120.0
+    """A retried call gives up within this long."""
     poll_interval: Duration = 1.0
+    """First interval of a wait (instance running, volume available)."""
     poll_max_interval: Duration = 15.0
+    """Largest interval a wait backs off to."""
 
     @model_validator(mode="after")
     def _delays_ordered(self) -> RetryConfig:
@@ -450,7 +508,7 @@ def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], s
         path=path,
         key=first_key,
         hint="edit the value named above; 'runctl config validate' re-checks, "
-        "'runctl init' writes a commented example",
+        "'runctl init' writes a commented example, docs/reference/config.md lists every key",
     )
 
 

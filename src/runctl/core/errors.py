@@ -8,7 +8,8 @@ Exit codes follow sysexits(3) where a code fits, so scripts can tell "you typed 
 "the cloud said no" from "try later". For ``runctl local`` and ``train --wait`` the training
 script's own exit code passes through unchanged; runctl's own failures happen before the script
 starts (or after it ended) and use the codes below. 130 and 143 mean runctl was stopped by
-SIGINT / SIGTERM and shut the job down gracefully. The table is repeated in the README.
+SIGINT / SIGTERM and shut the job down gracefully. The table is repeated in
+docs/reference/exit-codes.md (``tests/test_docs.py`` keeps the two equal).
 
 Library errors (boto3, httpx) are classified once, at the provider boundary, into these classes:
 nothing above the providers ever sees a ``botocore`` exception.
