@@ -222,9 +222,9 @@ def test_every_command_and_option_the_docs_name_exists() -> None:
 
 def test_the_option_checker_catches_what_does_not_exist() -> None:
     root = command_tree()
-    wrong = "runctl aws train new train.py --iam-instance-profile X --spot -- --lr 3"
+    wrong = "runctl aws train new train.py --iam-instance-profil X --spot -- --lr 3"
     assert [p for w in runctl_mentions(wrong) for p in check_mention(w, root)] == [
-        "runctl aws train has no option --iam-instance-profile"
+        "runctl aws train has no option --iam-instance-profil"
     ]
     assert list(check_mention(["jobs", "frobnicate"], root)) == ["runctl jobs has no command 'frobnicate'"]
     assert list(check_mention(["--log-format", "json", "-vv", "local", "x.py", "--name", "n"], root)) == []
