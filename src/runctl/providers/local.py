@@ -15,7 +15,8 @@ import socket
 import time
 
 from runctl.core.errors import ResourceError
-from runctl.core.ledger import Resource
+from runctl.core.ledger import Ledger, Resource
+from runctl.core.lifecycle import Lifecycle
 from runctl.core.shutdown import pid_alive
 from runctl.providers.base import ResourceProvider
 
@@ -78,3 +79,8 @@ class LocalProvider(ResourceProvider):
 
     def is_billable(self, kind: str, state: str) -> bool:
         return state == "running"
+
+
+def local_lifecycle(ledger: Ledger) -> Lifecycle:
+    """The lifecycle of this machine's processes: the one way the local workflows build it."""
+    return Lifecycle(ledger, {LocalProvider.name: LocalProvider()})

@@ -17,9 +17,8 @@ from pathlib import Path
 
 from runctl.core.errors import NotFoundError, ValidationError
 from runctl.core.ledger import Job, Ledger
-from runctl.core.lifecycle import Lifecycle
 from runctl.core.shutdown import pid_alive
-from runctl.providers.local import LocalProvider
+from runctl.providers.local import local_lifecycle
 from runctl.storage.base import Storage
 
 
@@ -45,7 +44,7 @@ def cancel_job(ledger: Ledger, job_id: str, *, wait: float = 60.0) -> Job:
             time.sleep(0.2)
         if job.is_final or pid_alive(job.runner_pid):
             return job
-    Lifecycle(ledger, {"local": LocalProvider()}).cleanup_on_failure(job.id)
+    local_lifecycle(ledger).cleanup_on_failure(job.id)
     ledger.finish_job(job.id, "cancelled", detail="cancelled; its runctl process was gone")
     return ledger.get_job(job.id)
 

@@ -40,10 +40,9 @@ from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
 from runctl.core.errors import ExitCode, NotFoundError, ValidationError
 from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, new_id
-from runctl.core.lifecycle import Lifecycle
 from runctl.core.paths import ensure_dir, ensure_state_dir
 from runctl.core.shutdown import ChildOutcome, Supervisor, pid_alive
-from runctl.providers.local import KIND, LocalProvider, process_cloud_id
+from runctl.providers.local import KIND, local_lifecycle, process_cloud_id
 
 #: How often a local job's cost is checked against ``[cost] max_cost_usd`` (a ledger read).
 BUDGET_CHECK_S = 1.0
@@ -178,7 +177,7 @@ def run_local(
 
     from runctl.core import metrics
 
-    lifecycle = Lifecycle(ledger, {"local": LocalProvider()})
+    lifecycle = local_lifecycle(ledger)
     process: list = []
 
     def on_start(pid: int) -> None:
@@ -284,7 +283,7 @@ def reconcile_local_jobs(ledger: Ledger) -> list[Job]:
     for job in ledger.list_jobs(provider="local", states=("pending", "running")):
         if job.host != host or pid_alive(job.runner_pid):
             continue
-        lifecycle = Lifecycle(ledger, {"local": LocalProvider()})
+        lifecycle = local_lifecycle(ledger)
         lifecycle.cleanup_on_failure(job.id)
         latest = checkpoints.latest_checkpoint(Path(job.checkpoint_dir)) if job.checkpoint_dir else None
         if ledger.finish_job(
