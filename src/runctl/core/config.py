@@ -221,9 +221,9 @@ class StorageConfig(_Section):
 
 
 def _storage_check(name: str, value: str) -> str:
-    """Run one of :mod:`runctl.storage.uri`'s checks, as a pydantic validation error."""
+    """Run one of :mod:`runctl.core.s3uri`'s checks, as a pydantic validation error."""
+    from runctl.core import s3uri as uri
     from runctl.core.errors import RunctlError
-    from runctl.storage import uri
 
     try:
         getattr(uri, name)(value, arg="URI")

@@ -1,6 +1,6 @@
 """S3 (and any S3-compatible store) as storage.
 
-All AWS calls go through :mod:`runctl.providers.aws.session` (boto3 client, one retry layer,
+All AWS calls go through :mod:`runctl.clients.aws` (boto3 client, one retry layer,
 one error classification); bulk data moves through :class:`runctl.storage.transfer.S3Transfer`.
 The endpoint is boto3's (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``) unless ``endpoint_url`` is
 given. Before the first write or bulk transfer the bucket is checked once (``HEAD bucket``), so
@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from runctl.clients import aws as session
 from runctl.core.errors import AuthError, NotFoundError
-from runctl.providers.aws import session
 from runctl.storage import checksums
 from runctl.storage.base import ObjectInfo, ProgressFn, Storage
 from runctl.storage.transfer import (

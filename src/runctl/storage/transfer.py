@@ -3,7 +3,7 @@
 How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/readme-parts/s3.md``):
 
 * **Control calls** (create/complete/abort a multipart upload, HEAD, list, delete) go through
-  the shared boto3 client and :func:`runctl.providers.aws.session.call`: retried and classified
+  the shared boto3 client and :func:`runctl.clients.aws.call`: retried and classified
   like every other AWS call.
 * **Data requests** (PUT of an object or a part, GET of an object or a range) are *signed with
   botocore's SigV4 signer* (:class:`_Signer`: the URL form and signing region learnt once from a
@@ -13,7 +13,7 @@ How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/rea
   many small files. Header signing costs ~0.3 ms less client CPU per request than presigning
   each URL (measured: 1000 × 64 KiB PUTs on s3rver, 0.85 s vs 1.17 s of client CPU, and less
   server work parsing short URLs). Failures are turned into botocore ``ClientError`` and
-  classified by the same :func:`~runctl.providers.aws.session.classify`.
+  classified by the same :func:`~runctl.clients.aws.classify`.
 * **Not boto3's TransferManager, not CRT.** s3transfer's manager (classic) was 1.5–2× slower on
   both test servers, mostly per-request overhead and Python-side aws-chunked checksum framing.
   The CRT client is a native dependency, was not faster than this engine on either server, its
@@ -76,9 +76,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runctl.clients import aws as session
 from runctl.core.errors import CloudProviderError, NotFoundError, RunctlError, ValidationError
 from runctl.core.retry import RetryPolicy
-from runctl.providers.aws import session
 from runctl.storage import checksums
 from runctl.storage.atomic import prepare_parent, publish, temp_path
 from runctl.storage.base import ObjectInfo, ProgressFn

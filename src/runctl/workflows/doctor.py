@@ -7,7 +7,7 @@ not ok. Decisions where the issue is silent:
   configured"): ``runctl local`` needs neither. Credentials that exist but are refused, an
   unreachable endpoint, or an S3 bucket that is configured but unusable are *failures*.
 * **No network unless configured.** The STS call (``GetCallerIdentity``, through
-  :func:`runctl.providers.aws.session.call`, one attempt, a short timeout) and the clock check
+  :func:`runctl.clients.aws.call`, one attempt, a short timeout) and the clock check
   run only when boto3 finds credentials, the storage check only when ``[storage] uri`` (or
   ``[aws] s3_bucket``) is set; a local-only user's ``doctor`` sends nothing anywhere.
 * **Storage** is checked the way jobs use it: a write, read and delete of a small probe object
@@ -155,7 +155,7 @@ def check_ledger(probe: Probe) -> Check:
 
 def check_aws(probe: Probe) -> Check:
     """Credentials through boto3's own chain; then one short STS call to prove them."""
-    from runctl.providers.aws import session
+    from runctl.clients import aws
 
     try:
         import boto3
@@ -163,7 +163,7 @@ def check_aws(probe: Probe) -> Check:
         boto = boto3.session.Session()
         credentials = boto.get_credentials()
     except Exception as exc:  # a broken ~/.aws/config, an unknown AWS_PROFILE
-        error = session.classify(exc, operation="load AWS credentials")
+        error = aws.classify(exc, operation="load AWS credentials")
         return Check("aws", "fail", error.message, error.hint or "check ~/.aws/config and AWS_PROFILE")
     if credentials is None:
         return Check(
@@ -185,8 +185,8 @@ def check_aws(probe: Probe) -> Check:
     from runctl.core.retry import RetryPolicy
 
     try:
-        identity = session.call(
-            session.client("sts", region, timeout=probe.timeout).get_caller_identity,
+        identity = aws.call(
+            aws.client("sts", region, timeout=probe.timeout).get_caller_identity,
             operation="sts get_caller_identity",
             policy=RetryPolicy(max_attempts=1, deadline=None, name="doctor"),
         )
@@ -249,12 +249,12 @@ _STORAGE_FIX = "check [storage] uri / endpoint_url, and that your credentials ma
 
 
 def _probe_bucket(bucket: str, probe: Probe) -> None:
+    from runctl.clients import aws
     from runctl.core.retry import RetryPolicy
-    from runctl.providers.aws import session
 
     config = probe.config.storage
-    s3 = session.client("s3", config.region, timeout=probe.timeout, endpoint_url=config.endpoint_url)
-    session.call(
+    s3 = aws.client("s3", config.region, timeout=probe.timeout, endpoint_url=config.endpoint_url)
+    aws.call(
         s3.head_bucket,
         operation=f"s3 head_bucket {bucket}",
         policy=RetryPolicy(max_attempts=1, deadline=None, name="doctor"),
