@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runctl.workflows.doctor import server_clock_offset, skew_check
+from runctl.clients.clock import server_clock_offset
+from runctl.workflows.doctor import skew_check
 from tests.conftest import run_cli
 from tests.support.fault_proxy import FaultProxy, ec2_error
 

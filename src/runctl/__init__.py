@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ be
     from runctl.workflows.local import LocalRun as LocalRun
     from runctl.workflows.local import run_local as run_local
 
-__version__ = "0.1.0"
+from runctl.version import __version__ as __version__
 
 _EXPORTS = {
     "Checkpointer": "runctl.checkpointer",

@@ -301,8 +301,9 @@ def load_config(
     if user.is_file():
         _merge(merged, origins, _read_toml(user), f"file {user}")
         files.append(user)
+    project: Path | None
     if path is not None:
-        project: Path | None = Path(path).expanduser()
+        project = Path(path).expanduser()
         if not project.is_file():
             raise ConfigError(
                 f"config file {project} does not exist",
@@ -379,7 +380,8 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[tuple[str, str], tuple[
                 key=section,
                 hint=f"unset {var}; sections are: {', '.join(sections)}",
             )
-        fields = sections[section].annotation.model_fields  # type: ignore[union-attr]
+        model = sections[section].annotation
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
         if key not in fields:
             raise ConfigError(
                 f"environment variable {var} names an unknown key {section}.{key}"

@@ -90,7 +90,8 @@ def today() -> str:
 def shipped(provider: str) -> dict[str, Any]:
     """The catalogue file shipped for ``provider`` (parsed once)."""
     text = resources.files("runctl").joinpath(f"data/{CATALOGUE_FILES[provider]}").read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    catalogue: dict[str, Any] = json.loads(text)
+    return catalogue
 
 
 def cache_path() -> Path:

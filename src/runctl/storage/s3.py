@@ -10,6 +10,7 @@ a missing bucket or refused credentials fail with a clear error before any work 
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import time
 import zlib
@@ -224,7 +225,7 @@ class S3Storage(Storage):
 
     def upload_files(
         self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
-    ) -> list[ObjectInfo]:
+    ) -> builtins.list[ObjectInfo]:
         full = [(path, self._key(key)) for path, key in pairs]
         self.check_bucket()
         stored = self.transfer.upload(full, progress=progress)
@@ -232,7 +233,7 @@ class S3Storage(Storage):
 
     def download_files(
         self, pairs: Sequence[tuple[ObjectInfo, Path]], *, progress: ProgressFn | None = None
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:
         full = [(replace(info, key=self._key(info.key)), path) for info, path in pairs]
         if full:
             self.check_bucket()

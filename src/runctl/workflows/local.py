@@ -36,7 +36,7 @@ from runctl.core import checkpoints
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
 from runctl.core.errors import ValidationError
-from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, new_id
+from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, Resource, new_id
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.paths import ensure_dir, ensure_state_dir
 from runctl.core.shutdown import ChildOutcome, Supervisor, pid_alive
@@ -149,7 +149,7 @@ def run_local(
     from runctl.core import metrics
 
     lifecycle = Lifecycle(ledger, {"local": LocalProvider()})
-    process: list = []
+    process: list[Resource] = []
 
     def on_start(pid: int) -> None:
         with lifecycle.track("local", KIND, job_id=job.id, spec={"argv": argv}) as intent:
