@@ -34,12 +34,13 @@ EBS_SOURCE = "AWS Price List API (pricing:GetProducts, AmazonEC2, EBS)"
 
 def _products(client: Any, filters: dict[str, str]) -> list[Any]:
     """Every OnDemand price of the products matching ``filters`` (all pages)."""
-    from runctl.providers.aws import pricing, session
+    from runctl.clients import aws
+    from runctl.providers.aws import pricing
 
     documents: list[str] = []
     token = None
     while True:
-        page = session.call(
+        page = aws.call(
             client.get_products,
             operation=f"price list {filters}",
             ServiceCode="AmazonEC2",
@@ -62,9 +63,10 @@ def _entry(price: float) -> dict[str, Any]:
 
 def ebs_prices(region: str, volume_types: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(storage $/GB-month by volume type and ``snapshot``, extras $/unit-month) for ``region``."""
-    from runctl.providers.aws import pricing, session
+    from runctl.clients import aws
+    from runctl.providers.aws import pricing
 
-    client = session.client("pricing", pricing.PRICE_LIST_REGION)
+    client = aws.client("pricing", pricing.PRICE_LIST_REGION)
     storage: dict[str, Any] = {}
     extras: dict[str, Any] = {}
     for volume_type in volume_types:

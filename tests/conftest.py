@@ -79,7 +79,7 @@ def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setenv(key, value)
     for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
-    from runctl.providers.aws.session import reset_clients
+    from runctl.clients.aws import reset_clients
 
     reset_clients()
     yield moto_server
@@ -91,7 +91,7 @@ def fault_proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProx
     """A fault-injecting proxy in front of the moto server; boto3 is pointed at the proxy."""
     proxy = FaultProxy(aws)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    from runctl.providers.aws.session import reset_clients
+    from runctl.clients.aws import reset_clients
 
     reset_clients()
     yield proxy

@@ -46,7 +46,7 @@ def test_malformed_metadata_is_ignored() -> None:
 def test_answer_timestamps_are_parsed_fast_and_fall_back() -> None:
     from datetime import UTC, datetime
 
-    from runctl.providers.aws.session import parse_timestamp
+    from runctl.clients.aws import parse_timestamp
 
     assert parse_timestamp("2026-11-28T18:20:09.000Z") == datetime(2026, 11, 28, 18, 20, 9, tzinfo=UTC)
     assert parse_timestamp("2026-11-28T18:20:09").tzinfo is not None  # naive: UTC

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runctl.workflows.doctor import server_clock_offset, skew_check
+from runctl.clients.clock import server_clock_offset
+from runctl.workflows.doctor import skew_check
 from tests.conftest import run_cli
 from tests.support.fault_proxy import FaultProxy, ec2_error
 
@@ -90,9 +91,9 @@ def test_runpod_key_is_reported_present_but_never_shown(no_aws: None, tmp_path: 
 
 
 def test_aws_configured_against_moto(aws: str, tmp_path: Path) -> None:
-    from runctl.providers.aws import session
+    from runctl.clients import aws as aws_clients
 
-    session.client("s3", "us-east-1").create_bucket(Bucket="ckpts")
+    aws_clients.client("s3", "us-east-1").create_bucket(Bucket="ckpts")
     (tmp_path / ".runctl.toml").write_text('[aws]\ns3_bucket = "ckpts"\n')
     code, checks = doctor(cwd=tmp_path)
     assert code == 0, checks

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 
 from runctl.core import errors
@@ -14,7 +12,6 @@ from runctl.core.errors import (
     CloudProviderError,
     ConfigError,
     ExitCode,
-    JobInterruptedError,
     LedgerCorruptError,
     NotFoundError,
     QuotaError,
@@ -131,18 +128,11 @@ def test_cloud_errors_name_their_provider() -> None:
     assert err.resource_id == "r-9"
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_error_exit_code_is_128_plus_signal(signum: int, code: int) -> None:
-    err = JobInterruptedError("stopped", signum=signum)
-    assert err.signum == signum
-    assert int(err.exit_code) == code
-
-
 def test_state_dir_and_corrupt_ledger_are_state_errors() -> None:
     assert issubclass(StateDirError, StateError)
     assert issubclass(LedgerCorruptError, StateError)
     # the public module exposes the hierarchy under runctl.errors too
     import runctl
 
-    assert runctl.errors is errors
+    assert runctl.errors.RunctlError is errors.RunctlError
     assert runctl.RunctlError is RunctlError

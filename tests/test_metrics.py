@@ -260,13 +260,13 @@ def _api_calls(outcome: str) -> float:
 
 
 def test_cloud_api_calls_are_timed_per_attempt_and_outcome(fault_proxy: FaultProxy) -> None:
+    from runctl.clients import aws as aws_clients
     from runctl.core.retry import RetryPolicy
-    from runctl.providers.aws import session
 
     fault_proxy.fail_first(1, ec2_error("Throttling", 503), action="GetCallerIdentity")
     before_ok, before_throttled = _api_calls("ok"), _api_calls("ThrottledError")
     policy = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.02, deadline=10)
-    sts = session.client("sts", "us-east-1")
-    assert session.call(sts.get_caller_identity, operation="who am i", policy=policy)["Account"]
+    sts = aws_clients.client("sts", "us-east-1")
+    assert aws_clients.call(sts.get_caller_identity, operation="who am i", policy=policy)["Account"]
     assert _api_calls("ThrottledError") - before_throttled == 1
     assert _api_calls("ok") - before_ok == 1

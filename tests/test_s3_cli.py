@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runctl.providers.aws import session
+from runctl.clients import aws as aws_clients
 from tests.conftest import run_cli
 from tests.support.fault_proxy import FaultProxy, s3_error
 
@@ -45,7 +45,7 @@ def ok_json(*args: str) -> dict:  # type: ignore[type-arg]
 
 @pytest.fixture
 def bucket(aws: str) -> str:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     return BUCKET
 
 
@@ -112,7 +112,7 @@ def test_ls_rm_and_table_output(bucket: str, tmp_path: Path) -> None:
 
 
 def test_cleanup_keep_last_n(bucket: str, tmp_path: Path) -> None:
-    client = session.client("s3")
+    client = aws_clients.client("s3")
     for step in (1, 2, 3, 4):
         client.put_object(Bucket=bucket, Key=f"run/ckpt/epoch_{step}/model.bin", Body=b"m")
         client.put_object(Bucket=bucket, Key=f"run/ckpt/epoch_{step}/opt.bin", Body=b"o")
@@ -135,7 +135,7 @@ def test_cleanup_keep_last_n(bucket: str, tmp_path: Path) -> None:
 
 
 def test_presign_gives_a_working_url(bucket: str, tmp_path: Path) -> None:
-    session.client("s3").put_object(Bucket=bucket, Key="shared/x.bin", Body=b"shared bytes")
+    aws_clients.client("s3").put_object(Bucket=bucket, Key="shared/x.bin", Body=b"shared bytes")
     url = ok_json("presign", f"s3://{bucket}/shared/x.bin", "--expires", "10m")["url"]
     assert "X-Amz-Signature" in url and "X-Amz-Expires=600" in url
     with urllib.request.urlopen(url) as response:
@@ -145,7 +145,7 @@ def test_presign_gives_a_working_url(bucket: str, tmp_path: Path) -> None:
     urllib.request.urlopen(
         urllib.request.Request(put_url, data=b"new", method="PUT", headers=headers)
     ).close()
-    assert session.client("s3").get_object(Bucket=bucket, Key="shared/new.bin")["Body"].read() == b"new"
+    assert aws_clients.client("s3").get_object(Bucket=bucket, Key="shared/new.bin")["Body"].read() == b"new"
     too_long = run_cli("s3", "presign", f"s3://{bucket}/shared/x.bin", "--expires", "8d")
     assert too_long.returncode == 64 and "7 days" in too_long.stderr
     missing = run_cli("s3", "presign", f"s3://{bucket}/shared/nope")
@@ -184,7 +184,7 @@ def test_bad_input_is_a_clear_error(
 
 
 def test_destination_that_is_a_file(bucket: str, tmp_path: Path) -> None:
-    session.client("s3").put_object(Bucket=bucket, Key="d/x.txt", Body=b"x")
+    aws_clients.client("s3").put_object(Bucket=bucket, Key="d/x.txt", Body=b"x")
     (tmp_path / "file").write_text("mine")
     result = run_cli("s3", "download", "-r", f"s3://{bucket}/d", str(tmp_path / "file"))
     assert result.returncode == 65 and "is a file" in result.stderr
@@ -195,14 +195,14 @@ def test_destination_that_is_a_file(bucket: str, tmp_path: Path) -> None:
 
 
 def test_traversal_key_is_refused_by_download(bucket: str, tmp_path: Path) -> None:
-    session.client("s3").put_object(Bucket=bucket, Key="t/../../escape.txt", Body=b"evil")
+    aws_clients.client("s3").put_object(Bucket=bucket, Key="t/../../escape.txt", Body=b"evil")
     result = run_cli("s3", "download", "-r", f"s3://{bucket}/t", str(tmp_path / "dest"))
     assert result.returncode == 65 and "unsafe key" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_access_denied(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     fault_proxy.rule = lambda _r: s3_error("AccessDenied", 403)  # type: ignore[assignment]
     (tmp_path / "f.txt").write_text("x")
     result = run_cli("s3", "upload", str(tmp_path / "f.txt"), f"s3://{BUCKET}/x")
@@ -210,7 +210,7 @@ def test_access_denied(fault_proxy: FaultProxy, tmp_path: Path) -> None:
 
 
 def test_throttled_upload_succeeds(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     left = [3]
 
     def rule(request: object) -> object:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from runctl.clients import aws as aws_clients
 from runctl.core.errors import AuthError, NotFoundError, RetryExhaustedError, ValidationError
-from runctl.providers.aws import session
 from runctl.storage import checksums
 from runctl.storage.base import Storage
 from runctl.storage.local import LocalStorage
@@ -55,7 +55,7 @@ def md5(data: bytes) -> str:
 
 @pytest.fixture
 def s3(aws: str) -> object:
-    client = session.client("s3")
+    client = aws_clients.client("s3")
     client.create_bucket(Bucket=BUCKET)
     return client
 
@@ -240,7 +240,7 @@ def test_missing_bucket_and_missing_source(aws: str, tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"1")
     with pytest.raises(NotFoundError, match="bucket s3://no-such-bucket does not exist"):
         store.put_file("f", tmp_path / "f")
-    session.client("s3").create_bucket(Bucket="no-such-bucket")
+    aws_clients.client("s3").create_bucket(Bucket="no-such-bucket")
     with pytest.raises(NotFoundError, match="does not exist"):
         S3Storage("s3://no-such-bucket/x").put_file("f", tmp_path / "missing")
     with pytest.raises(NotFoundError):
@@ -268,7 +268,7 @@ def only(method: str, fault: Fault, *, times: int | None = None, path_part: str 
 
 
 def test_throttling_is_retried_and_the_result_is_correct(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     source = tree(tmp_path / "src", {f"f{i}.bin": os.urandom(1000 + i) for i in range(6)})
     fault_proxy.rule = only("PUT", s3_error("SlowDown", 503), times=4)  # type: ignore[assignment]
@@ -281,7 +281,7 @@ def test_throttling_is_retried_and_the_result_is_correct(fault_proxy: FaultProxy
 
 
 def test_retries_are_bounded(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     settings = TransferSettings(max_concurrency=2, max_attempts=3)
     store = S3Storage(f"s3://{BUCKET}/run", settings=settings)
     source = tree(tmp_path / "src", {f"f{i}.bin": b"x" for i in range(5)})
@@ -293,7 +293,7 @@ def test_retries_are_bounded(fault_proxy: FaultProxy, tmp_path: Path) -> None:
 
 
 def test_access_denied_is_a_clear_auth_error(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     (tmp_path / "f").write_bytes(b"1")
     fault_proxy.rule = lambda r: s3_error("AccessDenied", 403) if r.method == "HEAD" else None  # type: ignore[assignment]
     with pytest.raises(AuthError, match="refused") as caught:
@@ -305,7 +305,7 @@ def test_access_denied_is_a_clear_auth_error(fault_proxy: FaultProxy, tmp_path: 
 
 
 def test_corrupted_download_leaves_nothing(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     store.put_bytes("x.bin", b"the real content")
     bad = Fault(status=200, body=b"the fake content", headers={"ETag": '"' + md5(b"the real content") + '"'})
@@ -316,7 +316,7 @@ def test_corrupted_download_leaves_nothing(fault_proxy: FaultProxy, tmp_path: Pa
 
 
 def test_corruption_is_caught_by_the_stored_crc32(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     real = b"the real content"
     store.put_bytes("x.bin", real)
@@ -332,7 +332,7 @@ def test_a_corrupted_range_fails_the_whole_download(
     fault_proxy: FaultProxy, tmp_path: Path, writer: str, caught_by: str
 ) -> None:
     """Ours are checked by the stored CRC-32; another tool's multipart object by its part MD5s."""
-    client = session.client("s3")
+    client = aws_clients.client("s3")
     client.create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     data = os.urandom(11 * MiB)
@@ -362,7 +362,7 @@ def test_a_corrupted_range_fails_the_whole_download(
 
 
 def test_upload_whose_stored_etag_differs_fails(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     (tmp_path / "f").write_bytes(b"payload")
     lying = Fault(status=200, headers={"ETag": '"' + "0" * 32 + '"'})
@@ -372,7 +372,7 @@ def test_upload_whose_stored_etag_differs_fails(fault_proxy: FaultProxy, tmp_pat
 
 
 def test_every_part_carries_a_crc32_for_s3_to_check(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     data = os.urandom(11 * MiB)
     (tmp_path / "big.bin").write_bytes(data)
@@ -390,7 +390,7 @@ def test_every_part_carries_a_crc32_for_s3_to_check(fault_proxy: FaultProxy, tmp
 
 def test_s3_checksums_can_be_turned_off(fault_proxy: FaultProxy, tmp_path: Path) -> None:
     """For stores that refuse x-amz-checksum-*: none is sent; runctl's own CRC-32 still checks."""
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=replace(SMALL, s3_checksums=False))
     data = os.urandom(11 * MiB)
     (tmp_path / "big.bin").write_bytes(data)
@@ -406,7 +406,7 @@ def test_s3_checksums_can_be_turned_off(fault_proxy: FaultProxy, tmp_path: Path)
 
 
 def test_upload_whose_stored_crc32_differs_fails(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     (tmp_path / "f").write_bytes(b"payload")
     lying = Fault(status=200, headers={"ETag": '"' + md5(b"payload") + '"', checksums.S3_HEADER: "AAAAAA=="})
@@ -416,7 +416,7 @@ def test_upload_whose_stored_crc32_differs_fails(fault_proxy: FaultProxy, tmp_pa
 
 
 def test_failed_multipart_upload_is_aborted(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    client = session.client("s3")
+    client = aws_clients.client("s3")
     client.create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     (tmp_path / "big.bin").write_bytes(os.urandom(11 * MiB))
@@ -429,7 +429,7 @@ def test_failed_multipart_upload_is_aborted(fault_proxy: FaultProxy, tmp_path: P
 
 
 def test_publish_cut_short_by_the_network_is_never_latest(fault_proxy: FaultProxy, tmp_path: Path) -> None:
-    session.client("s3").create_bucket(Bucket=BUCKET)
+    aws_clients.client("s3").create_bucket(Bucket=BUCKET)
     store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
     src = tree(tmp_path / "c", {"step_1/a.bin": b"1", "step_2/a.bin": b"2", "step_2/b.bin": b"22"})
     store.publish_checkpoint(src / "step_1", "ckpt")

@@ -18,9 +18,28 @@ stays fast:
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ below imports these
+    from runctl import errors as errors
+    from runctl import metrics as metrics
+    from runctl.checkpointer import Checkpointer as Checkpointer
+    from runctl.core.config import Config as Config
+    from runctl.core.config import load_config as load_config
+    from runctl.core.cost import job_cost as job_cost
+    from runctl.core.errors import ExitCode as ExitCode
+    from runctl.core.errors import RunctlError as RunctlError
+    from runctl.core.ledger import Ledger as Ledger
+    from runctl.core.logs import setup_logging as setup_logging
+    from runctl.core.retry import RetryPolicy as RetryPolicy
+    from runctl.workflows.dashboard import snapshot as snapshot
+    from runctl.workflows.doctor import diagnose as diagnose
+    from runctl.workflows.jobs import cancel_job as cancel_job
+    from runctl.workflows.jobs import follow_log as follow_log
+    from runctl.workflows.local import LocalRun as LocalRun
+    from runctl.workflows.local import run_local as run_local
+
+from runctl.version import __version__ as __version__
 
 _EXPORTS = {
     "Checkpointer": "runctl.checkpointer",
@@ -43,8 +62,9 @@ __all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    """Import an exported name on first use (PEP 562); the ``TYPE_CHECKING`` block mirrors it."""
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     if name in ("errors", "metrics"):
-        return import_module(f"runctl.core.{name}")
+        return import_module(f"runctl.{name}")
     raise AttributeError(f"module 'runctl' has no attribute {name!r}")

@@ -51,7 +51,7 @@ class Ec2Machine:
         }
 
     def shut_down(self, action: str) -> None:
-        from runctl.providers.aws import session
+        from runctl.clients import aws as session
 
         ec2 = session.client("ec2", self.region)
         method = ec2.terminate_instances if action == "terminate" else ec2.stop_instances

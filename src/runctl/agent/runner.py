@@ -36,6 +36,7 @@ from typing import Literal
 from runctl.agent.contract import contract_env
 from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
+from runctl.agent.script import classify, command_for
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
 from runctl.core.errors import ExitCode, RunctlError, ValidationError
 from runctl.core.shutdown import ChildOutcome, Supervisor
@@ -111,7 +112,6 @@ def run_agent(
 ) -> AgentResult:
     """Run the job to its end and record everything in ``storage`` (see module docstring)."""
     from runctl.core.config import Config
-    from runctl.workflows.local import classify, command_for
 
     workdir = options.workdir.absolute()
     checkpoint_dir = workdir / "checkpoints"
@@ -195,7 +195,7 @@ def run_agent(
     finally:
         if watcher:
             watcher.stop()
-    state, exit_code, detail = _classify(outcome, classify, stopped_for=next(iter(stop_reasons), None))
+    state, exit_code, detail = _classify(outcome, stopped_for=next(iter(stop_reasons), None))
     try:
         sync.final(output_dir, state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
     except (RunctlError, OSError) as exc:
@@ -208,19 +208,17 @@ def run_agent(
     return AgentResult(state, exit_code, detail)
 
 
-def _classify(
-    outcome: ChildOutcome, classify_local: object, *, stopped_for: str | None = None
-) -> tuple[str, int, str | None]:
+def _classify(outcome: ChildOutcome, *, stopped_for: str | None = None) -> tuple[str, int, str | None]:
     """Local classification, plus: a spot notice or an OS SIGTERM means ``preempted``; the
     controller's stop request (``stopped_for``) means ``cancelled`` at a limit."""
     if stopped_for is not None:
-        return classify_local(outcome, cancelled=False, stopped_for=stopped_for)  # type: ignore[operator]
+        return classify(outcome, cancelled=False, stopped_for=stopped_for)
     if outcome.stop_reason is not None or outcome.signal_received == signal.SIGTERM:
         why = outcome.stop_reason or "the machine is shutting down (SIGTERM)"
         return "preempted", int(ExitCode.SIGTERM), why
     if outcome.signal_received == signal.SIGINT:
         return "cancelled", int(ExitCode.SIGINT), "stopped by SIGINT"
-    return classify_local(outcome, cancelled=False)  # type: ignore[operator]
+    return classify(outcome, cancelled=False)
 
 
 def _dead_man(options: AgentOptions, machine: MachineControl) -> None:

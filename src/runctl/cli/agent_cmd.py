@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -17,9 +17,9 @@ app = typer.Typer(
 @app.command("run")
 def run(
     script: Annotated[str, typer.Argument(help="The script, relative to the code bundle.")],
+    job_id: Annotated[str, typer.Option(help="The job's ledger id.")],
+    storage: Annotated[str, typer.Option(help="The job's storage root: s3://B/P or a directory.")],
     args: Annotated[list[str] | None, typer.Argument(help="Script arguments (after --).")] = None,
-    job_id: Annotated[str, typer.Option(help="The job's ledger id.")] = ...,  # type: ignore[assignment]
-    storage: Annotated[str, typer.Option(help="The job's storage root: s3://B/P or a directory.")] = ...,  # type: ignore[assignment]
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
     attempt: Annotated[int, typer.Option(min=1, help="Attempt number.")] = 1,
     resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint in storage.")] = True,
@@ -30,7 +30,9 @@ def run(
     keep_last_n: Annotated[int | None, typer.Option(min=1, help="Checkpoints kept in storage.")] = None,
     watch_spot: Annotated[bool, typer.Option(help="Poll IMDSv2 for spot interruption notices.")] = False,
     imds_endpoint: Annotated[str | None, typer.Option(help="IMDS endpoint (tests).")] = None,
-    on_exit: Annotated[str, typer.Option(help="none|stop|terminate this machine at the end.")] = "none",
+    on_exit: Annotated[
+        Literal["none", "stop", "terminate"], typer.Option(help="What to do with this machine at the end.")
+    ] = "none",
     keep: Annotated[bool, typer.Option(help="Keep the machine after the job ends.")] = False,
     idle_timeout: Annotated[str | None, typer.Option(help="With --keep: stop after idle this long.")] = None,
     metrics_port: Annotated[
@@ -41,11 +43,8 @@ def run(
     """Run SCRIPT as job JOB_ID, syncing checkpoints, logs and status to STORAGE."""
     from runctl.agent.imds import Imds
     from runctl.agent.runner import AgentOptions, run_agent
-    from runctl.core.errors import UsageError
     from runctl.storage import open_storage
 
-    if on_exit not in ("none", "stop", "terminate"):
-        raise UsageError(f"--on-exit {on_exit!r} is not one of none, stop, terminate")
     options = AgentOptions(
         job_id=job_id,
         script=script,
@@ -59,7 +58,7 @@ def run(
         heartbeat=duration_arg("--heartbeat", heartbeat) or 5,
         keep_last_n=keep_last_n,
         watch_spot=watch_spot,
-        on_exit=on_exit,  # type: ignore[arg-type]
+        on_exit=on_exit,
         keep=keep,
         idle_timeout=duration_arg("--idle-timeout", idle_timeout),
     )

@@ -22,13 +22,15 @@ DirOpt = Annotated[Path | None, typer.Option("--dir", help="A checkpoint directo
 def _directory(job_id: str | None, directory: Path | None) -> Path:
     from runctl.core.errors import NotFoundError, UsageError, ValidationError
 
-    if (job_id is None) == (directory is None):
-        raise UsageError("give either a JOB or --dir DIR", hint="runctl checkpoint list JOB")
     if directory is None:
-        job = STATE.ledger().get_job(job_id)  # type: ignore[arg-type]
+        if job_id is None:
+            raise UsageError("give either a JOB or --dir DIR", hint="runctl checkpoint list JOB")
+        job = STATE.ledger().get_job(job_id)
         if not job.checkpoint_dir:
             raise NotFoundError(f"job {job.id} has no checkpoint directory")
         directory = Path(job.checkpoint_dir)
+    elif job_id is not None:
+        raise UsageError("give either a JOB or --dir DIR, not both", hint="runctl checkpoint list JOB")
     if directory.exists() and not directory.is_dir():
         raise ValidationError(
             f"{directory} is a file, not a checkpoint directory",

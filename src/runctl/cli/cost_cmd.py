@@ -341,13 +341,11 @@ def _show_estimate(launch: Estimate, verdict: Verdict, output: OutputFormat) -> 
             }
         )
         return
-    from runctl.core.budget import per_hour
-
     rate = launch.usd_per_hour
     render.fields(
         [
             ("launch", launch.what),
-            ("rate", per_hour(rate) if rate is not None else "unknown"),
+            ("rate", render.usd(rate, per_hour=True) if rate is not None else "unknown"),
             ("max duration", render.duration(launch.max_duration_s) if launch.max_duration_s else "not set"),
             (
                 "worst case",

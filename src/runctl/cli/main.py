@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from runctl import __version__
 from runctl.cli import (
     agent_cmd,
     aws_cmd,
@@ -33,6 +31,7 @@ from runctl.cli import (
     train_cmd,
 )
 from runctl.cli.state import STATE
+from runctl.version import __version__
 
 app = typer.Typer(
     name="runctl",
@@ -46,11 +45,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=True,
 )
-
-
-class LogFormatOpt(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _version(value: bool) -> None:
@@ -75,7 +69,7 @@ def _global(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
     log_format: Annotated[
-        LogFormatOpt | None,
+        Literal["text", "json"] | None,
         typer.Option(
             "--log-format",
             help="Logs on stderr: text for people, json for one object per line "
@@ -91,11 +85,11 @@ def _global(
 ) -> None:
     STATE.config_path = config
     STATE.debug = debug
-    STATE.log_format = log_format.value if log_format else None
+    STATE.log_format = log_format
     STATE.verbosity = -1 if quiet else verbose
     from runctl.core.logs import setup_logging
 
-    setup_logging(STATE.log_format, verbosity=STATE.verbosity)  # type: ignore[arg-type]
+    setup_logging(STATE.log_format, verbosity=STATE.verbosity)
     ctx.call_on_close(STATE.export_metrics)
 
 
@@ -135,7 +129,11 @@ def main(argv: list[str] | None = None) -> None:
         report_error(exc, debug=STATE.debug or debug)
         sys.exit(int(exc.exit_code))
     except typer.TyperException as exc:  # click's usage errors (typer vendors click)
-        exc.show()  # type: ignore[attr-defined]
+        show = getattr(exc, "show", None)  # typer's click errors print themselves, usage line included
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"Error: {exc.format_message()}\n")
         if "No such option" in str(exc):
             sys.stderr.write(
                 "hint: arguments for your script go after '--': runctl local train.py -- --lr 0.1\n"

@@ -40,15 +40,15 @@ def monitor(
     """
     from runctl.core.errors import UsageError
 
-    if (log is None) == (checkpoint is None):
+    if log is not None and checkpoint is None:
+        _log(log, follow=follow, interval=interval)
+    elif checkpoint is not None and log is None:
+        _checkpoints(checkpoint, follow=follow, interval=interval, output=output)
+    else:
         raise UsageError(
             "give exactly one of --log FILE or --checkpoint DIR",
             hint="runctl monitor --log train.log --follow",
         )
-    if log is not None:
-        _log(log, follow=follow, interval=interval)
-    else:
-        _checkpoints(checkpoint, follow=follow, interval=interval, output=output)  # type: ignore[arg-type]
 
 
 def _log(path: Path, *, follow: bool, interval: float) -> None:

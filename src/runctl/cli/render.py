@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+# the one money and duration formatters, re-exported for the commands (``render.usd(...)``)
+from runctl.core.units import duration as duration
+from runctl.core.units import usd as usd
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -71,19 +75,6 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> None:
 
 def when(ts: float | None) -> str:
     return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-def usd(amount: float | None) -> str:
-    return "" if amount is None else f"${amount:,.4f}" if amount < 1 else f"${amount:,.2f}"
 
 
 def size(num: float) -> str:

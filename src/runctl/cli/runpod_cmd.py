@@ -341,7 +341,7 @@ def terminate(
             raise NotFoundError(f"RunPod has no pod {pod_id}", hint="'runctl runpod list' shows the pods")
         provider.terminate_pod(pod_id)
         provider.ledger.add_event("runpod.terminated_unmanaged", f"terminated pod {pod_id} (--force)")
-    data = {
+    data: dict[str, Any] = {
         "id": pod_id,
         "status": "TERMINATED",
         "resource_id": resource.id if resource else None,

@@ -273,11 +273,11 @@ def ls(
 ) -> None:
     """List buckets, or the objects (and sub-prefixes) under a prefix."""
     if uri is None:
-        from runctl.providers.aws import session
+        from runctl.clients import aws
 
         config = STATE.loaded().config.storage
-        client = session.client("s3", config.region, endpoint_url=config.endpoint_url)
-        buckets = session.call(client.list_buckets, operation="list buckets").get("Buckets", [])
+        client = aws.client("s3", config.region, endpoint_url=config.endpoint_url)
+        buckets = aws.call(client.list_buckets, operation="list buckets").get("Buckets", [])
         rows = [{"name": b["Name"], "created": b["CreationDate"].timestamp()} for b in buckets]
         if output is OutputFormat.json:
             render.print_json(rows)

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runctl.core.config import LoadedConfig
     from runctl.core.ledger import Ledger
+    from runctl.core.logs import LogFormat
 
 
 @dataclass
 class CliState:
     config_path: Path | None = None
     debug: bool = False
-    log_format: str | None = None  # --log-format; None: [monitoring] log_format decides
+    log_format: LogFormat | None = None  # --log-format; None: [monitoring] log_format decides
     verbosity: int = 0  # -1 with -q, else the number of -v
     _loaded: LoadedConfig | None = None
     _ledger: Ledger | None = None

@@ -156,6 +156,7 @@ def job_options(
             values = {**fixed, **{name: kwargs.pop(name) for name in shared}}
             return command(request=_request(kwargs["script"], kwargs.get("args"), values), **kwargs)
 
+        # a function takes any attribute, but mypy knows no __signature__ on Callable: typer reads it
         wrapper.__signature__ = own.replace(parameters=[*params, *added])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in [*params, *added]}
         return wrapper

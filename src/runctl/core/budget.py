@@ -36,6 +36,7 @@ Decisions recorded here:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from runctl.core import cost
 from runctl.core.errors import BudgetError
+from runctl.core.units import duration, usd
 
 if TYPE_CHECKING:
     from runctl.core.config import CostConfig
@@ -54,21 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("runctl.budget")
 
 OVERRIDE_FLAG = "--over-budget"
-
-
-def usd(amount: float) -> str:
-    """Dollars as budgets show them: cents, or four decimals below a dollar."""
-    return f"${amount:,.4f}" if abs(amount) < 1 else f"${amount:,.2f}"
-
-
-def per_hour(rate: float) -> str:
-    """A rate to a tenth of a cent ($1.006/h, $0.0104/h, $0.69/h): catalogue prices are that fine."""
-    text = f"{rate:,.4f}".rstrip("0")
-    return f"${text}{'0' * max(0, 2 - len(text.split('.')[1]))}/h"
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds:g}s"
 
 
 @dataclass(frozen=True)
@@ -106,9 +93,9 @@ class Estimate:
         """The one-line plan shown before a launch."""
         if self.usd_per_hour is None:
             return f"estimate: {self.what}: rate unknown (no catalogue price)"
-        text = f"estimate: {self.what}: {per_hour(self.usd_per_hour)}"
+        text = f"estimate: {self.what}: {usd(self.usd_per_hour, per_hour=True)}"
         if self.max_duration_s is not None:
-            text += f"; worst case {usd(self.worst_case_usd or 0.0)} over {_hours(self.max_duration_s)}"
+            text += f"; worst case {usd(self.worst_case_usd or 0.0)} over {duration(self.max_duration_s)}"
         else:
             text += "; no max duration, so no worst case"
             if self.minimum_s:
@@ -234,21 +221,23 @@ def assess(
         )
     if limits.max_hourly_usd is not None:
         total = running + (rate or 0.0)
-        what = f"{per_hour(running)} running now" + (f" + {per_hour(rate)} for this launch" if rate else "")
+        what = f"{usd(running, per_hour=True)} running now"
+        if rate:
+            what += f" + {usd(rate, per_hour=True)} for this launch"
         _check(
             verdict,
             limits,
             total,
             limits.max_hourly_usd,
-            f"{what} = {per_hour(total)}",
+            f"{what} = {usd(total, per_hour=True)}",
             key="max_hourly_usd",
             strict=not rate,
-            shown=per_hour,
+            shown=functools.partial(usd, per_hour=True),
         )
     if limits.max_cost_usd is not None and extra is not None:
         assert launch is not None
         basis = (
-            f"worst case over {_hours(launch.max_duration_s)}"
+            f"worst case over {duration(launch.max_duration_s)}"
             if launch.max_duration_s is not None
             else f"the {launch.minimum_s:g} s billing minimum"
         )

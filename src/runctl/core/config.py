@@ -273,9 +273,9 @@ class StorageConfig(_Section):
 
 
 def _storage_check(name: str, value: str) -> str:
-    """Run one of :mod:`runctl.storage.uri`'s checks, as a pydantic validation error."""
+    """Run one of :mod:`runctl.core.s3uri`'s checks, as a pydantic validation error."""
+    from runctl.core import s3uri as uri
     from runctl.core.errors import RunctlError
-    from runctl.storage import uri
 
     try:
         getattr(uri, name)(value, arg="URI")
@@ -359,8 +359,9 @@ def load_config(
     if user.is_file():
         _merge(merged, origins, _read_toml(user), f"file {user}")
         files.append(user)
+    project: Path | None
     if path is not None:
-        project: Path | None = Path(path).expanduser()
+        project = Path(path).expanduser()
         if not project.is_file():
             raise ConfigError(
                 f"config file {project} does not exist",
@@ -437,7 +438,8 @@ def _env_layer(environ: Mapping[str, str]) -> tuple[dict[tuple[str, str], tuple[
                 key=section,
                 hint=f"unset {var}; sections are: {', '.join(sections)}",
             )
-        fields = sections[section].annotation.model_fields  # type: ignore[union-attr]
+        model = sections[section].annotation
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
         if key not in fields:
             raise ConfigError(
                 f"environment variable {var} names an unknown key {section}.{key}"

@@ -125,7 +125,7 @@ def charges(
         last_end: float | None = None
         for interval in sorted(items, key=lambda i: i.started_at):
             is_open = interval.ended_at is None
-            end = now if is_open else float(interval.ended_at)  # type: ignore[arg-type]
+            end = now if interval.ended_at is None else interval.ended_at
             charge = Charge(
                 resource_id=resource_id,
                 job_id=interval.job_id,

@@ -19,6 +19,29 @@ from __future__ import annotations
 
 import signal
 from enum import IntEnum
+from typing import TypedDict, Unpack
+
+__all__ = [
+    "AuthError",
+    "BudgetError",
+    "CapacityError",
+    "CloudProviderError",
+    "ConfigError",
+    "ErrorDetails",
+    "ExitCode",
+    "LedgerCorruptError",
+    "NotFoundError",
+    "QuotaError",
+    "ResourceError",
+    "RetryExhaustedError",
+    "RunctlError",
+    "StateDirError",
+    "StateError",
+    "ThrottledError",
+    "UsageError",
+    "ValidationError",
+    "is_retryable",
+]
 
 
 class ExitCode(IntEnum):
@@ -41,6 +64,17 @@ class ExitCode(IntEnum):
     TIMEOUT = 124  # the job ran past its max duration (as coreutils `timeout`)
     SIGINT = 128 + signal.SIGINT  # 130
     SIGTERM = 128 + signal.SIGTERM  # 143
+
+
+class ErrorDetails(TypedDict, total=False):
+    """The keyword arguments every :class:`RunctlError` takes, passed on by its subclasses."""
+
+    hint: str | None
+    operation: str | None
+    resource_id: str | None
+    resource_state: str | None
+    retryable: bool | None
+    exit_code: ExitCode | None
 
 
 class RunctlError(Exception):
@@ -111,9 +145,9 @@ class ConfigError(RunctlError):
     exit_code = ExitCode.CONFIG
 
     def __init__(
-        self, message: str, *, path: str | None = None, key: str | None = None, **kw: object
+        self, message: str, *, path: str | None = None, key: str | None = None, **kw: Unpack[ErrorDetails]
     ) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, **kw)
         self.path = path
         self.key = key
 
@@ -139,8 +173,8 @@ class CloudProviderError(RunctlError):
 
     exit_code = ExitCode.UNAVAILABLE
 
-    def __init__(self, message: str, *, provider: str | None = None, **kw: object) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, provider: str | None = None, **kw: Unpack[ErrorDetails]) -> None:
+        super().__init__(message, **kw)
         self.provider = provider
 
 
@@ -175,8 +209,10 @@ class RetryExhaustedError(RunctlError):
 
     exit_code = ExitCode.RETRY_EXHAUSTED
 
-    def __init__(self, message: str, *, attempts: int, last_error: BaseException, **kw: object):
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+    def __init__(
+        self, message: str, *, attempts: int, last_error: BaseException, **kw: Unpack[ErrorDetails]
+    ) -> None:
+        super().__init__(message, **kw)
         self.attempts = attempts
         self.last_error = last_error
 
@@ -185,14 +221,6 @@ class BudgetError(RunctlError):
     """A budget or cost limit forbids the action. Says the figures and the override."""
 
     exit_code = ExitCode.BUDGET
-
-
-class JobInterruptedError(RunctlError):
-    """runctl was stopped by a signal; the job was shut down gracefully."""
-
-    def __init__(self, message: str, *, signum: int, **kw: object) -> None:
-        super().__init__(message, exit_code=ExitCode(128 + signum), **kw)  # type: ignore[arg-type]
-        self.signum = signum
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -53,6 +53,27 @@ if TYPE_CHECKING:
     from runctl.core.config import MonitoringConfig
     from runctl.core.ledger import Ledger
 
+__all__ = [
+    "CLOUD_API_CALLS",
+    "JOBS_COMPLETED",
+    "JOBS_FAILED",
+    "JOBS_STARTED",
+    "LEDGER_COLLECTOR",
+    "PUSH_JOB",
+    "RECENT_S",
+    "RETRIES",
+    "RUNCTL_REGISTRY",
+    "TEXTFILE_NAME",
+    "LedgerCollector",
+    "export_on_exit",
+    "ledger_metrics",
+    "observe_api_call",
+    "push",
+    "serve",
+    "use_ledger",
+    "write_textfile",
+]
+
 log = logging.getLogger("runctl.metrics")
 
 #: runctl's metrics only: what the textfile and the Pushgateway get.

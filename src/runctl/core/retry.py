@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tenacity
 
@@ -90,7 +90,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """One sample of the wait after failed attempt number ``attempt`` (1-based)."""
-        state = tenacity.RetryCallState(None, None, (), {})
+        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
         state.attempt_number = attempt
         return self._wait()(state)
 
@@ -101,12 +101,12 @@ class RetryPolicy:
         return tenacity.wait_random_exponential(multiplier=self.initial_delay, max=self.max_delay)
 
     def _stop(self) -> tenacity.stop.stop_base:
-        stop = tenacity.stop_after_attempt(self.max_attempts)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
         if self.deadline is not None:
             stop = stop | tenacity.stop_before_delay(self.deadline)
         return stop
 
-    def _kwargs(self, operation: str) -> dict[str, object]:
+    def _kwargs(self, operation: str) -> dict[str, Any]:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             delay = state.next_action.sleep if state.next_action else 0.0
@@ -135,7 +135,7 @@ class RetryPolicy:
         """Call ``fn(*args, **kw)`` under this policy."""
         op = operation or self.name
         try:
-            for attempt in tenacity.Retrying(**self._kwargs(op)):  # type: ignore[arg-type]
+            for attempt in tenacity.Retrying(**self._kwargs(op)):
                 with attempt:
                     return fn(*args, **kw)
         except tenacity.RetryError as exc:
@@ -148,7 +148,7 @@ class RetryPolicy:
         """Await ``fn(*args, **kw)`` under this policy."""
         op = operation or self.name
         try:
-            async for attempt in tenacity.AsyncRetrying(**self._kwargs(op)):  # type: ignore[arg-type]
+            async for attempt in tenacity.AsyncRetrying(**self._kwargs(op)):
                 with attempt:
                     return await fn(*args, **kw)
         except tenacity.RetryError as exc:
@@ -157,12 +157,14 @@ class RetryPolicy:
 
     def _exhausted(self, operation: str, exc: tenacity.RetryError) -> RetryExhaustedError:
         last = exc.last_attempt.exception()
+        if last is None:  # tenacity retries on exceptions only: the last attempt always raised
+            raise AssertionError(f"{operation}: gave up after an attempt that did not fail") from exc
         attempts = exc.last_attempt.attempt_number
         hint = last.hint if isinstance(last, RunctlError) else None
         return RetryExhaustedError(
             f"{operation} still failing after {attempts} attempt(s): {last}",
             attempts=attempts,
-            last_error=last,  # type: ignore[arg-type]
+            last_error=last,
             operation=operation,
             resource_id=getattr(last, "resource_id", None),
             hint=hint or "the provider may be overloaded; try again in a few minutes",

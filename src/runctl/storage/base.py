@@ -38,6 +38,7 @@ the retries.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from abc import ABC, abstractmethod
@@ -149,13 +150,13 @@ class Storage(ABC):
     @abstractmethod
     def upload_files(
         self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
-    ) -> list[ObjectInfo]:
+    ) -> builtins.list[ObjectInfo]:
         """Upload each ``(local file, key)``; returns what was stored, in the same order."""
 
     @abstractmethod
     def download_files(
         self, pairs: Sequence[tuple[ObjectInfo, Path]], *, progress: ProgressFn | None = None
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:
         """Download each ``(object, local path)`` atomically and verified; returns the paths."""
 
     # ---- built on the primitives ---------------------------------------------------------
@@ -246,7 +247,7 @@ class Storage(ABC):
             found[manifest.name] = (info.key, manifest)
         return found
 
-    def list_checkpoints(self, prefix: str) -> list[CheckpointRecord]:
+    def list_checkpoints(self, prefix: str) -> builtins.list[CheckpointRecord]:
         """Complete checkpoints under ``prefix``, oldest first (by step, then time)."""
         records = [CheckpointRecord(prefix, m) for _, m in self._manifests(prefix).values()]
         records.sort(key=lambda r: (r.step is not None, r.step or 0, r.manifest.created))
@@ -315,7 +316,7 @@ class Storage(ABC):
 
     def prune_checkpoints(
         self, prefix: str, keep_last_n: int, *, dry_run: bool = False
-    ) -> tuple[list[CheckpointGroup], list[CheckpointGroup]]:
+    ) -> tuple[builtins.list[CheckpointGroup], builtins.list[CheckpointGroup]]:
         """Delete all but the newest ``keep_last_n`` checkpoints; returns (kept, removed)."""
         kept, doomed = plan_prune(self.checkpoint_groups(prefix), keep_last_n)
         if not dry_run:

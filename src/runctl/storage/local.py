@@ -8,6 +8,7 @@ files. Copies run one at a time: on one disk, parallel copies do not go faster.
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
@@ -118,7 +119,7 @@ class LocalStorage(Storage):
 
     def upload_files(
         self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
-    ) -> list[ObjectInfo]:
+    ) -> builtins.list[ObjectInfo]:
         stored = []
         for source, key in pairs:
             path = self._path(key)
@@ -129,7 +130,7 @@ class LocalStorage(Storage):
 
     def download_files(
         self, pairs: Sequence[tuple[ObjectInfo, Path]], *, progress: ProgressFn | None = None
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:
         done = []
         for info, destination in pairs:
             prepare_parent(destination)

@@ -1,6 +1,6 @@
 """S3 (and any S3-compatible store) as storage.
 
-All AWS calls go through :mod:`runctl.providers.aws.session` (boto3 client, one retry layer,
+All AWS calls go through :mod:`runctl.clients.aws` (boto3 client, one retry layer,
 one error classification); bulk data moves through :class:`runctl.storage.transfer.S3Transfer`.
 The endpoint is boto3's (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``) unless ``endpoint_url`` is
 given. Before the first write or bulk transfer the bucket is checked once (``HEAD bucket``), so
@@ -10,6 +10,7 @@ a missing bucket or refused credentials fail with a clear error before any work 
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import time
 import zlib
@@ -18,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runctl.clients import aws as session
 from runctl.core.errors import AuthError, NotFoundError
-from runctl.providers.aws import session
 from runctl.storage import checksums
 from runctl.storage.base import ObjectInfo, ProgressFn, Storage
 from runctl.storage.transfer import (
@@ -43,15 +44,12 @@ def machine_credentials(settings: StorageConfig, *, region: str | None = None) -
     providers mask env values in plans and errors, and they are never logged."""
     import os
 
-    import boto3
-
     env: dict[str, str] = {}
-    credentials = boto3.session.Session().get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        env.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
-        if frozen.token:
-            env["AWS_SESSION_TOKEN"] = frozen.token
+    found = session.credentials()
+    if found is not None:
+        env.update(AWS_ACCESS_KEY_ID=found.access_key, AWS_SECRET_ACCESS_KEY=found.secret_key)
+        if found.token:
+            env["AWS_SESSION_TOKEN"] = found.token
     endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         env["AWS_ENDPOINT_URL"] = endpoint
@@ -251,7 +249,7 @@ class S3Storage(Storage):
 
     def upload_files(
         self, pairs: Sequence[tuple[Path, str]], *, progress: ProgressFn | None = None
-    ) -> list[ObjectInfo]:
+    ) -> builtins.list[ObjectInfo]:
         full = [(path, self._key(key)) for path, key in pairs]
         self.check_bucket()
         stored = self.transfer.upload(full, progress=progress)
@@ -259,7 +257,7 @@ class S3Storage(Storage):
 
     def download_files(
         self, pairs: Sequence[tuple[ObjectInfo, Path]], *, progress: ProgressFn | None = None
-    ) -> list[Path]:
+    ) -> builtins.list[Path]:
         full = [(replace(info, key=self._key(info.key)), path) for info, path in pairs]
         if full:
             self.check_bucket()

@@ -3,7 +3,7 @@
 How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/readme-parts/s3.md``):
 
 * **Control calls** (create/complete/abort a multipart upload, HEAD, list, delete) go through
-  the shared boto3 client and :func:`runctl.providers.aws.session.call`: retried and classified
+  the shared boto3 client and :func:`runctl.clients.aws.call`: retried and classified
   like every other AWS call.
 * **Data requests** (PUT of an object or a part, GET of an object or a range) are *signed with
   botocore's SigV4 signer* (:class:`_Signer`: the URL form and signing region learnt once from a
@@ -13,7 +13,7 @@ How (each choice measured with ``benchmarks/bench_s3.py``; figures in ``docs/rea
   many small files. Header signing costs ~0.3 ms less client CPU per request than presigning
   each URL (measured: 1000 × 64 KiB PUTs on s3rver, 0.85 s vs 1.17 s of client CPU, and less
   server work parsing short URLs). Failures are turned into botocore ``ClientError`` and
-  classified by the same :func:`~runctl.providers.aws.session.classify`.
+  classified by the same :func:`~runctl.clients.aws.classify`.
 * **Not boto3's TransferManager, not CRT.** s3transfer's manager (classic) was 1.5–2× slower on
   both test servers, mostly per-request overhead and Python-side aws-chunked checksum framing.
   The CRT client is a native dependency, was not faster than this engine on either server, its
@@ -76,9 +76,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runctl.clients import aws as session
 from runctl.core.errors import CloudProviderError, NotFoundError, RunctlError, ValidationError
 from runctl.core.retry import RetryPolicy
-from runctl.providers.aws import session
 from runctl.storage import checksums
 from runctl.storage.atomic import prepare_parent, publish, temp_path
 from runctl.storage.base import ObjectInfo, ProgressFn
@@ -268,7 +268,7 @@ class S3Transfer:
         def tasks() -> Iterator[Callable[[], None]]:
             for index, ((path, key), size) in enumerate(zip(pairs, sizes, strict=True)):
                 if size <= self.settings.multipart_threshold:
-                    yield lambda i=index, p=path, k=key, s=size: self._put_small(batch, results, i, p, k, s)
+                    yield functools.partial(self._put_small, batch, results, index, path, key, size)
                 else:
                     yield from self._multipart_tasks(batch, results, index, path, key, size)
 
@@ -310,7 +310,7 @@ class S3Transfer:
         try:
             part_crcs = _part_crc32s(fd.fd, size, part_size, path)  # the metadata goes first
             crc = checksums.crc32_join(part_crcs, part_size, size)
-            declared = {"ChecksumAlgorithm": "CRC32"} if self.settings.s3_checksums else {}
+            declared: dict[str, Any] = {"ChecksumAlgorithm": "CRC32"} if self.settings.s3_checksums else {}
             created = session.call(
                 self.client.create_multipart_upload,
                 operation=f"start multipart upload of s3://{self.bucket}/{key}",
@@ -379,7 +379,7 @@ class S3Transfer:
                 self._complete(path, key, upload_id, parts, digests, size, results, index, state)
 
         for number in range(1, count + 1):
-            yield lambda n=number: part(n)
+            yield functools.partial(part, number)
 
     def _complete(
         self,
@@ -439,7 +439,7 @@ class S3Transfer:
             for info, destination in pairs:
                 in_parts = bool(_MULTIPART_ETAG.match(info.etag or ""))
                 if info.size == 0 or (info.size <= self.settings.multipart_threshold and not in_parts):
-                    yield lambda i=info, d=destination: self._get_small(batch, i, d)
+                    yield functools.partial(self._get_small, batch, info, destination)
                 else:
                     yield from self._ranged_tasks(batch, info, destination)
 
@@ -586,18 +586,18 @@ class S3Transfer:
                 elif not state["trusted"] or not etag:
                     self._verify(info, size)
                 elif part_size:
-                    joined = b"".join(part_digests[i] for i in range(len(part_digests)))
-                    combined = f"{hashlib.md5(joined).hexdigest()}-{len(part_digests)}"
+                    concatenated = b"".join(part_digests[i] for i in range(len(part_digests)))
+                    combined = f"{hashlib.md5(concatenated).hexdigest()}-{len(part_digests)}"
                     self._verify(info, size, etag=etag, combined=combined)
                 else:
                     self._verify(info, size, etag=etag if md5 else None, md5=md5)
                 publish(temp, destination, mtime=info.mtime)
 
         for index in range(count):
-            yield lambda i=index: fetch(i)
+            yield functools.partial(fetch, index)
 
     def _head(self, key: str, *, part_number: int | None = None) -> dict[str, Any]:
-        extra = {"PartNumber": part_number} if part_number else {}
+        extra: dict[str, Any] = {"PartNumber": part_number} if part_number else {}
         return dict(
             session.call(
                 self.client.head_object,
@@ -785,7 +785,7 @@ class _Signer:
 def _unsigned_payload_auth() -> type:
     from botocore.auth import S3SigV4Auth
 
-    class UnsignedPayloadAuth(S3SigV4Auth):  # type: ignore[misc]
+    class UnsignedPayloadAuth(S3SigV4Auth):
         def _should_sha256_sign_payload(self, request: Any) -> bool:
             return False
 

@@ -29,6 +29,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, Log, Spark
 
 from runctl.core.errors import RunctlError
 from runctl.core.ledger import Job, Ledger
+from runctl.core.units import duration, usd
 from runctl.workflows.dashboard import (
     SERIES_WINDOW_S,
     HeartbeatSource,
@@ -40,19 +41,6 @@ from runctl.workflows.dashboard import (
 from runctl.workflows.jobs import cancel_job
 
 LOG_TAIL_BYTES = 64 * 1024
-
-
-def _usd(amount: float) -> str:
-    return f"${amount:,.4f}" if amount < 1 else f"${amount:,.2f}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -201,14 +189,14 @@ class TopApp(App[None]):
         self.current = snap
         running = sum(1 for j in snap.jobs if not j.job.is_final)
         self.sub_title = (
-            f"{running} running · {_usd(snap.rate_usd_per_hour)}/h · {_usd(snap.cost_usd)} so far"
+            f"{running} running · {usd(snap.rate_usd_per_hour)}/h · {usd(snap.cost_usd)} so far"
         )
         self._fill_jobs(snap)
         self.query_one("#cost", Sparkline).data = snap.spend_rate_series
         resources = self.query_one("#resources", DataTable)
         resources.clear()
         for r in snap.resources:
-            rate = "" if r.rate_usd_per_hour is None else _usd(r.rate_usd_per_hour)
+            rate = usd(r.rate_usd_per_hour)
             resources.add_row(r.id, r.provider, r.kind, r.state, rate)
         events = self.query_one("#events", DataTable)
         events.clear()
@@ -231,9 +219,9 @@ class TopApp(App[None]):
                 job.state,
                 "" if status.step is None else str(status.step),
                 Path(status.last_checkpoint).name if status.last_checkpoint else "",
-                _duration(status.elapsed_s),
-                _usd(status.rate_usd_per_hour),
-                _usd(status.cost_usd),
+                duration(status.elapsed_s),
+                usd(status.rate_usd_per_hour),
+                usd(status.cost_usd),
             )
             table.add_row(*(Text(c, style=style) for c in cells), key=job.id)
         if selected is not None and selected.job.id in {s.job.id for s in snap.jobs}:

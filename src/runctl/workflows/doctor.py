@@ -7,7 +7,7 @@ not ok. Decisions where the issue is silent:
   configured"): ``runctl local`` needs neither. Credentials that exist but are refused, an
   unreachable endpoint, or an S3 bucket that is configured but unusable are *failures*.
 * **No network unless configured.** The STS call (``GetCallerIdentity``, through
-  :func:`runctl.providers.aws.session.call`, one attempt, a short timeout) and the clock check
+  :func:`runctl.clients.aws.call`, one attempt, a short timeout) and the clock check
   run only when boto3 finds credentials, the storage check only when ``[storage] uri`` (or
   ``[aws] s3_bucket``) is set; a local-only user's ``doctor`` sends nothing anywhere.
 * **Storage** is checked the way jobs use it: a write, read and delete of a small probe object
@@ -27,10 +27,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,15 +153,12 @@ def check_ledger(probe: Probe) -> Check:
 
 def check_aws(probe: Probe) -> Check:
     """Credentials through boto3's own chain; then one short STS call to prove them."""
-    from runctl.providers.aws import session
+    from runctl.clients import aws
 
     try:
-        import boto3
-
-        boto = boto3.session.Session()
-        credentials = boto.get_credentials()
-    except Exception as exc:  # a broken ~/.aws/config, an unknown AWS_PROFILE
-        error = session.classify(exc, operation="load AWS credentials")
+        credentials = aws.credentials()
+        default_region = aws.default_region()
+    except RunctlError as error:  # a broken ~/.aws/config, an unknown AWS_PROFILE
         return Check("aws", "fail", error.message, error.hint or "check ~/.aws/config and AWS_PROFILE")
     if credentials is None:
         return Check(
@@ -173,7 +168,7 @@ def check_aws(probe: Probe) -> Check:
             "only needed for AWS jobs: run 'aws configure', set AWS_PROFILE, or use an instance role",
         )
     probe.aws_configured = True
-    region = probe.config.aws.region or boto.region_name
+    region = probe.config.aws.region or default_region
     if not region:
         return Check(
             "aws",
@@ -185,8 +180,8 @@ def check_aws(probe: Probe) -> Check:
     from runctl.core.retry import RetryPolicy
 
     try:
-        identity = session.call(
-            session.client("sts", region, timeout=probe.timeout).get_caller_identity,
+        identity = aws.call(
+            aws.client("sts", region, timeout=probe.timeout).get_caller_identity,
             operation="sts get_caller_identity",
             policy=RetryPolicy(max_attempts=1, deadline=None, name="doctor"),
         )
@@ -249,12 +244,12 @@ _STORAGE_FIX = "check [storage] uri / endpoint_url, and that your credentials ma
 
 
 def _probe_bucket(bucket: str, probe: Probe) -> None:
+    from runctl.clients import aws
     from runctl.core.retry import RetryPolicy
-    from runctl.providers.aws import session
 
     config = probe.config.storage
-    s3 = session.client("s3", config.region, timeout=probe.timeout, endpoint_url=config.endpoint_url)
-    session.call(
+    s3 = aws.client("s3", config.region, timeout=probe.timeout, endpoint_url=config.endpoint_url)
+    aws.call(
         s3.head_bucket,
         operation=f"s3 head_bucket {bucket}",
         policy=RetryPolicy(max_attempts=1, deadline=None, name="doctor"),
@@ -267,36 +262,6 @@ def _cause(exc: RunctlError) -> RunctlError:
     if isinstance(exc, RetryExhaustedError) and isinstance(exc.last_error, RunctlError):
         return exc.last_error
     return exc
-
-
-def sts_endpoint(region: str, environ: Mapping[str, str]) -> str:
-    """The STS endpoint boto3 would use (honouring AWS_ENDPOINT_URL[_STS])."""
-    return (
-        environ.get("AWS_ENDPOINT_URL_STS")
-        or environ.get("AWS_ENDPOINT_URL")
-        or f"https://sts.{region}.amazonaws.com"
-    )
-
-
-def server_clock_offset(url: str, *, timeout: float) -> float | None:
-    """Server time minus local time, in seconds, from an HTTP ``Date`` header; None if the
-    endpoint cannot be reached or sends no usable date."""
-    import httpx
-
-    try:
-        before = time.time()
-        response = httpx.get(url, timeout=timeout, follow_redirects=False)
-        after = time.time()
-    except httpx.HTTPError:
-        return None
-    header = response.headers.get("date")
-    if not header:
-        return None
-    try:
-        server = parsedate_to_datetime(header).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return server + 0.5 - (before + after) / 2  # Date has 1 s resolution: compare the middles
 
 
 def skew_check(offset: float | None, url: str) -> Check:
@@ -316,7 +281,10 @@ def skew_check(offset: float | None, url: str) -> Check:
 def check_clock(probe: Probe) -> Check:
     if not probe.aws_configured:
         return Check("clock", "skip", "AWS not configured: nothing to compare with")
-    url = sts_endpoint(probe.aws_region or "us-east-1", probe.environ)
+    from runctl.clients import aws
+    from runctl.clients.clock import server_clock_offset
+
+    url = aws.sts_endpoint(probe.aws_region or "us-east-1", probe.environ)
     return skew_check(server_clock_offset(url, timeout=probe.timeout), url)
 
 

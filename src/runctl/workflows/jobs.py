@@ -35,8 +35,8 @@ def cancel_job(ledger: Ledger, job_id: str, *, wait: float = 60.0) -> Job:
             hint="stop its machine with the provider's commands",
         )
     ledger.update_job(job.id, cancel_requested=True)
-    if job.host == socket.gethostname() and pid_alive(job.runner_pid):
-        os.kill(job.runner_pid, signal.SIGTERM)  # type: ignore[arg-type]
+    if job.host == socket.gethostname() and job.runner_pid is not None and pid_alive(job.runner_pid):
+        os.kill(job.runner_pid, signal.SIGTERM)
         deadline = time.monotonic() + wait
         while not (job := ledger.get_job(job.id)).is_final and time.monotonic() < deadline:
             if not pid_alive(job.runner_pid):

@@ -10,9 +10,8 @@ Decisions where the issue is silent:
 * **Checkpoint directory**: ``--checkpoint-dir`` is used as given (shared across runs);
   otherwise each job gets ``<[checkpoint] dir or STATE/checkpoints>/<job id>``, so a fresh run
   never mistakes an old run's files for its own.
-* **How the script runs**: ``*.py`` with the current interpreter (``[local] python`` overrides),
-  or with ``uv run`` when it carries PEP 723 inline metadata and ``uv`` is installed; anything
-  else must be executable and runs directly.
+* **How the script runs** and how its end is named: :mod:`runctl.agent.script`, shared with the
+  agent on a remote machine.
 * **Outcome**: exit 0 → ``succeeded``; non-zero → ``failed`` (its code passes through);
   runctl got SIGINT/SIGTERM → ``interrupted`` (exit 130/143); ``jobs cancel`` → ``cancelled``;
   max duration → ``timed_out`` (exit 124); the job's cost reached ``[cost] max_cost_usd`` (at
@@ -26,20 +25,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from runctl.agent.contract import contract_env
+from runctl.agent.script import classify, command_for
 from runctl.core import checkpoints
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
-from runctl.core.errors import ExitCode, NotFoundError, ValidationError
-from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, new_id
+from runctl.core.errors import ValidationError
+from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, Resource, new_id
 from runctl.core.paths import ensure_dir, ensure_state_dir
 from runctl.core.shutdown import ChildOutcome, Supervisor, pid_alive
 from runctl.providers.local import KIND, local_lifecycle, process_cloud_id
@@ -47,7 +44,6 @@ from runctl.providers.local import KIND, local_lifecycle, process_cloud_id
 #: How often a local job's cost is checked against ``[cost] max_cost_usd`` (a ledger read).
 BUDGET_CHECK_S = 1.0
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_PEP723_RE = re.compile(r"(?m)^# /// script\s*$")
 
 
 @dataclass
@@ -81,32 +77,6 @@ def validate_name(name: str) -> str:
             hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
         )
     return name
-
-
-def command_for(script: Path, config: Config) -> list[str]:
-    """The argv that runs ``script`` (see the module docstring)."""
-    if not script.exists():
-        raise NotFoundError(f"script {script} does not exist", hint="check the path")
-    if not script.is_file():
-        raise ValidationError(f"{script} is not a file", hint="give the path of a script")
-    if not os.access(script, os.R_OK):
-        raise ValidationError(f"script {script} is not readable", hint=f"chmod u+r {script}")
-    if script.suffix == ".py":
-        if config.local.use_uv and shutil.which("uv") and _has_inline_metadata(script):
-            return ["uv", "run", "--script", str(script)]
-        return [config.local.python or sys.executable, str(script)]
-    if not os.access(script, os.X_OK):
-        raise ValidationError(
-            f"script {script} is not executable",
-            hint=f"chmod +x {script}, or give a .py file (run with Python)",
-        )
-    # absolute: a bare relative name ("train.sh") would otherwise be looked up on PATH
-    return [str(script.absolute())]
-
-
-def _has_inline_metadata(script: Path) -> bool:
-    with script.open(encoding="utf-8", errors="replace") as handle:
-        return bool(_PEP723_RE.search(handle.read(65536)))
 
 
 def find_resume_point(ledger: Ledger, name: str) -> tuple[Job, Path] | None:
@@ -178,7 +148,7 @@ def run_local(
     from runctl.core import metrics
 
     lifecycle = local_lifecycle(ledger)
-    process: list = []
+    process: list[Resource] = []
 
     def on_start(pid: int) -> None:
         with lifecycle.track("local", KIND, job_id=job.id, spec={"argv": argv}) as intent:
@@ -243,32 +213,6 @@ def run_local(
     else:
         metrics.JOBS_FAILED.labels(provider="local", outcome=final_state).inc()
     return LocalResult(job=ledger.get_job(job.id), exit_code=exit_code, outcome=outcome)
-
-
-def classify(
-    outcome: ChildOutcome, *, cancelled: bool, stopped_for: str | None = None
-) -> tuple[str, int, str | None]:
-    """(final state, exit code for runctl, detail) from how the child ended; ``stopped_for`` is
-    the limit that stopped it (a budget), if one did."""
-    code = outcome.returncode if outcome.returncode >= 0 else 128 - outcome.returncode
-    how = (
-        f"exit code {outcome.returncode}"
-        if outcome.returncode >= 0
-        else (f"killed by {signal.Signals(-outcome.returncode).name}")
-    )
-    detail = f"{how}; {outcome.killed}" if outcome.killed else how
-    if stopped_for is not None:
-        return "cancelled", int(ExitCode.BUDGET), f"stopped: {stopped_for}; {detail}"
-    if cancelled:
-        return "cancelled", code or int(ExitCode.SIGTERM), f"cancelled by the user; {detail}"
-    if outcome.timed_out:
-        return "timed_out", int(ExitCode.TIMEOUT), f"max duration reached; {detail}"
-    if outcome.signal_received is not None:
-        name = signal.Signals(outcome.signal_received).name
-        return "interrupted", 128 + outcome.signal_received, f"runctl received {name}; {detail}"
-    if outcome.returncode == 0:
-        return "succeeded", 0, None
-    return "failed", code, detail
 
 
 def reconcile_local_jobs(ledger: Ledger) -> list[Job]:

@@ -179,7 +179,7 @@ def apply_reconcile(
     for action in actions:
         provider = providers[action.provider]
         if action.action == "record_created" and action.found is not None:
-            row = ledger.get_resource(action.resource_id)  # type: ignore[arg-type]
+            row = ledger.get_resource(_row_id(action))
             if row.state != "intent":
                 continue  # its own process recorded it meanwhile
             price = provider.rate_for(action.found)
@@ -194,7 +194,7 @@ def apply_reconcile(
         elif action.action in ("never_created", "gone", "update_state"):
             to_state = action.to_state or ""
             ledger.transition(  # only if no other process moved the row since the plan was made
-                action.resource_id,  # type: ignore[arg-type]
+                _row_id(action),
                 to_state,
                 billable=provider.is_billable(action.kind, to_state),
                 detail=f"reconcile: {action.detail}",
@@ -202,6 +202,13 @@ def apply_reconcile(
             )
         elif action.action == "adopt" and action.found is not None:
             _adopt(lifecycle, provider, action.found)
+
+
+def _row_id(action: Action) -> str:
+    """The ledger row an action on an existing row acts on (only ``adopt`` has none)."""
+    if action.resource_id is None:
+        raise ValueError(f"a {action.action} action names no ledger row")
+    return action.resource_id
 
 
 def _adopt(lifecycle: Lifecycle, provider: ComputeProvider, found: ManagedResource) -> Resource:

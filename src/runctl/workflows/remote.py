@@ -68,7 +68,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from runctl import __version__
 from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
@@ -89,6 +88,7 @@ from runctl.core.lifecycle import Lifecycle
 from runctl.core.testhooks import crash_point
 from runctl.providers.base import ComputeProvider, Machine, MachineSpec
 from runctl.storage import Storage, open_storage
+from runctl.version import __version__
 from runctl.workflows import launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name

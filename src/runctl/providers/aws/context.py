@@ -17,9 +17,9 @@ Decisions recorded here:
 * **Waits** (instance running, volume available, …) poll with the poll policy's jittered backoff
   and deadline. A wait is not a failure, so polls are not logged or counted as retries; running
   out of time is a :class:`ResourceError` that carries the last state seen.
-* **Calls.** Every boto3 call goes through :func:`runctl.providers.aws.session.call` (retries +
+* **Calls.** Every boto3 call goes through :func:`runctl.clients.aws.call` (retries +
   classification) or, where the caller needs its own retry loop, through
-  :func:`~runctl.providers.aws.session.classify`.
+  :func:`~runctl.clients.aws.classify`.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from runctl.clients import aws
 from runctl.core.config import AwsConfig
 from runctl.core.errors import ConfigError, ResourceError, RunctlError, ValidationError
 from runctl.core.ledger import Resource
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.retry import RetryPolicy
-from runctl.providers.aws import session
 from runctl.providers.base import (  # runctl's tag names live with the provider interface
     TAG_JOB,
     TAG_KIND,
@@ -188,7 +188,7 @@ class AwsContext:
         return self._region
 
     def client(self, service: str = "ec2") -> Any:
-        return session.client(service, self.region)
+        return aws.client(service, self.region)
 
     def call(
         self,
@@ -201,7 +201,7 @@ class AwsContext:
     ) -> Any:
         """``client(service).method(**kwargs)`` with retries and classification."""
         fn = getattr(self.client(service), method)
-        return session.call(
+        return aws.call(
             fn, operation=operation or method, policy=self.api, resource_id=resource_id, **kwargs
         )
 
@@ -280,7 +280,7 @@ def create_once(
         try:
             return send()
         except Exception as exc:
-            raise session.classify(exc, operation=operation) from exc
+            raise aws.classify(exc, operation=operation) from exc
 
     return ctx.api.call(attempt, operation=operation)
 

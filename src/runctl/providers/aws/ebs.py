@@ -237,18 +237,27 @@ class Volumes:
 
     def find_by_resource(self, ledger_id: str, kind: str) -> Volume | Snapshot | None:
         """The volume or snapshot tagged ``runctl:resource=ledger_id``, if it exists."""
-        tag_filter = [{"Name": f"tag:{TAG_RESOURCE}", "Values": [ledger_id]}]
-        if kind == SNAPSHOT:
-            found = self.ctx.paginate(
-                "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=tag_filter
-            )
-            return Snapshot.from_api(found[0]) if found else None
+        return self._find_snapshot(ledger_id) if kind == SNAPSHOT else self._find_volume(ledger_id)
+
+    def _find_volume(self, ledger_id: str) -> Volume | None:
         found = self.ctx.paginate(
             "describe_volumes",
             "Volumes",
-            Filters=[*tag_filter, {"Name": f"tag:{TAG_KIND}", "Values": [VOLUME]}],
+            Filters=[
+                {"Name": f"tag:{TAG_RESOURCE}", "Values": [ledger_id]},
+                {"Name": f"tag:{TAG_KIND}", "Values": [VOLUME]},
+            ],
         )
         return Volume.from_api(found[0]) if found else None
+
+    def _find_snapshot(self, ledger_id: str) -> Snapshot | None:
+        found = self.ctx.paginate(
+            "describe_snapshots",
+            "Snapshots",
+            OwnerIds=["self"],
+            Filters=[{"Name": f"tag:{TAG_RESOURCE}", "Values": [ledger_id]}],
+        )
+        return Snapshot.from_api(found[0]) if found else None
 
     def lookup(self, resource: Resource) -> Volume | Snapshot | None:
         """What a ledger row points at: by cloud id, else (intent rows) by tag."""
@@ -314,7 +323,7 @@ class Volumes:
                 volume = create_once(
                     self.ctx,
                     lambda: Volume.from_api(self.ctx.client().create_volume(**params)),
-                    lambda: self.find_by_resource(intent.id, VOLUME),  # type: ignore[arg-type,return-value]
+                    lambda: self._find_volume(intent.id),
                     operation=f"create_volume {size_gb} GB {volume_type}",
                 )
             except BaseException:
@@ -445,7 +454,7 @@ class Volumes:
                             TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}],
                         )
                     ),
-                    lambda: self.find_by_resource(intent.id, SNAPSHOT),  # type: ignore[arg-type,return-value]
+                    lambda: self._find_snapshot(intent.id),
                     operation=f"create_snapshot of {volume_id}",
                 )
             except BaseException:

@@ -223,15 +223,15 @@ def fetch_on_demand(
 ) -> dict[str, dict[str, Any]]:
     """Ask the Rate List API for the on-demand rate of each type in ``region``: catalogue
     entries (``price``, ``as_of`` today, ``source``, ``effective``); types without one are left out."""
-    from runctl.providers.aws import session
+    from runctl.clients import aws
 
-    client = session.client("pricing", PRICE_LIST_REGION)
+    client = aws.client("pricing", PRICE_LIST_REGION)
     found: dict[str, dict[str, Any]] = {}
     for instance_type in instance_types:
         documents: list[str] = []
         token: str | None = None
         while True:
-            page = session.call(
+            page = aws.call(
                 client.get_products,
                 operation=f"price list of {instance_type} in {region}",
                 policy=policy,

@@ -312,8 +312,12 @@ class AwsProvider(ComputeProvider):
     def list_managed(self) -> list[ManagedResource]:
         """Every live runctl-tagged instance, volume and snapshot in the region."""
         volumes = self.volumes
-        found = [*self.instances.list_instances(), *volumes.list_volumes(), *volumes.list_snapshots()]
-        return [replace(f.managed(), region=self.ctx.region) for f in found]
+        found = [
+            *(i.managed() for i in self.instances.list_instances()),
+            *(v.managed() for v in volumes.list_volumes()),
+            *(s.managed() for s in volumes.list_snapshots()),
+        ]
+        return [replace(f, region=self.ctx.region) for f in found]
 
     def rate_for(self, found: ManagedResource) -> Rate:
         """The rate to record for a resource found in the cloud (reconcile cannot see the plan)."""

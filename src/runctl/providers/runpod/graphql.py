@@ -168,7 +168,7 @@ class GraphQLClient:
         if self._http is None:
             import httpx
 
-            from runctl import __version__
+            from runctl.version import __version__
 
             self._http = httpx.Client(
                 timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),

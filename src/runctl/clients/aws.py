@@ -10,6 +10,9 @@
   value, 0.2 s of every 1000-key listing.
 * boto3's retries are set to one attempt (``total_max_attempts=1``): :class:`RetryPolicy` is the only
   retry layer, so the two never multiply into a storm.
+* :func:`credentials` and :func:`default_region` read boto3's default chain (environment,
+  profile, instance role) the way a client would, for the checks and hand-offs that need the
+  values themselves (``doctor``; a pod that reaches S3 without an instance role).
 * :func:`classify` maps botocore exceptions to :mod:`runctl.core.errors` once, here:
   throttling and 5xx are retryable; capacity errors are :class:`CapacityError` (the caller tries
   another zone or market); quota, auth and validation errors fail at once with a hint.
@@ -20,7 +23,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -108,7 +112,7 @@ def client(
             from botocore.config import Config as BotoConfig
             from botocore.exceptions import NoRegionError
 
-            from runctl import __version__
+            from runctl.version import __version__
 
             boto_config = BotoConfig(
                 retries={"total_max_attempts": 1, "mode": "standard"},
@@ -152,7 +156,51 @@ def parse_timestamp(value: Any) -> datetime:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     from botocore.utils import parse_timestamp as botocore_parse
 
-    return botocore_parse(value)  # type: ignore[no-any-return]
+    return botocore_parse(value)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One set of AWS credentials, as found now. Never logged: the repr hides the secrets."""
+
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+def credentials() -> Credentials | None:
+    """The credentials boto3's default chain finds (None when it finds none); a broken
+    ``~/.aws/config`` or an unknown ``AWS_PROFILE`` is raised classified."""
+    try:
+        import boto3
+
+        found = boto3.session.Session().get_credentials()
+        frozen = found.get_frozen_credentials() if found is not None else None
+    except Exception as exc:
+        raise classify(exc, operation="load AWS credentials") from exc
+    if frozen is None:
+        return None
+    return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
+
+
+def default_region() -> str | None:
+    """The region boto3 would use with no ``region_name`` (``AWS_REGION``, the profile's)."""
+    try:
+        import boto3
+
+        region: str | None = boto3.session.Session().region_name
+    except Exception as exc:
+        raise classify(exc, operation="load the AWS region") from exc
+    return region
+
+
+def sts_endpoint(region: str, environ: Mapping[str, str]) -> str:
+    """The STS endpoint boto3 would use (honouring AWS_ENDPOINT_URL[_STS])."""
+    return (
+        environ.get("AWS_ENDPOINT_URL_STS")
+        or environ.get("AWS_ENDPOINT_URL")
+        or f"https://sts.{region}.amazonaws.com"
+    )
 
 
 def reset_clients() -> None:
