@@ -105,6 +105,9 @@ class MemoryProvider(ComputeProvider):
     def catalogue_rate(self, spec: MachineSpec) -> tuple[Rate, str]:
         return Rate(self.rate, "catalogue", "2026-11-01"), f"{spec.count} x {spec.instance_type}"
 
+    def refresh_prices(self, *, region: str | None = None, item: str | None = None) -> tuple[int, str]:
+        return 0, "memory has no price API"
+
     def stop_refusal(self, spec: MachineSpec) -> str | None:
         if not self.stoppable:
             return "memory machines cannot be stopped"

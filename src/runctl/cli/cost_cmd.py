@@ -119,60 +119,20 @@ def prices_(
 def _refresh(provider: Provider | None, region: str | None, item: str | None) -> None:
     """Refresh each asked provider; one failing is reported, all failing is an error."""
     from runctl.core.errors import RunctlError
+    from runctl.providers import registry
 
     wanted = [provider] if provider else list(Provider)
     failures: list[RunctlError] = []
     for name in wanted:
         try:
-            count, where = _refresh_aws(region, item) if name is Provider.aws else _refresh_runpod()
+            chosen = registry.compute(name.value, STATE.ledger(), STATE.loaded().config)
+            count, where = chosen.refresh_prices(region=region, item=item)
             render.info(f"{name.value}: refreshed {count} prices ({where}), cached in the state dir")
         except RunctlError as exc:
             failures.append(exc)
             render.info(f"{name.value}: refresh failed: {exc}")
     if failures and len(failures) == len(wanted):
         raise failures[0]
-
-
-def _refresh_aws(region: str | None, item: str | None) -> tuple[int, str]:
-    """The Price List API for the catalogue's instance types (those matching ``item``)."""
-    from runctl.core import prices
-    from runctl.core.retry import RetryPolicy
-    from runctl.providers.aws import pricing
-    from runctl.providers.aws.context import AwsContext
-
-    config = STATE.loaded().config
-    region = region or AwsContext(config.aws).region
-    types = sorted(
-        {
-            e.item
-            for e in prices.entries("aws")
-            if e.section == pricing.ON_DEMAND and (item is None or item.lower() in e.item.lower())
-        }
-    )
-    policy = RetryPolicy.for_cloud_api("AWS Price List", config.retry)
-    found = pricing.fetch_on_demand(types, region, policy=policy)
-    if found:
-        prices.store("aws", pricing.ON_DEMAND, {region: found})
-    return len(found), f"AWS Price List, {region}"
-
-
-def _refresh_runpod() -> tuple[int, str]:
-    from runctl.core import prices
-    from runctl.core.errors import AuthError
-    from runctl.providers import registry
-    from runctl.providers.runpod import pricing
-    from runctl.providers.runpod.provider import RunpodProvider
-
-    provider = registry.compute("runpod", STATE.ledger(), STATE.loaded().config)
-    assert isinstance(provider, RunpodProvider)
-    if not provider.has_credentials:
-        raise AuthError(
-            "no RunPod API key to ask gpuTypes with",
-            hint="set RUNPOD_API_KEY, or refresh only AWS with --provider aws",
-        )
-    table = pricing.refreshed_entries(provider.api.gpu_types(1))
-    prices.store("runpod", pricing.SECTION, table)
-    return sum(len(items) for items in table.values()), "RunPod gpuTypes"
 
 
 # -- report ------------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def reconcile(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Compare the ledger with the clouds both ways; with --apply, make the ledger true."""
-    from runctl.providers.aws.context import current_user
+    from runctl.core.identity import current_user
     from runctl.workflows.reconcile import apply_reconcile, plan_reconcile
 
     grace = _grace(intent_grace)

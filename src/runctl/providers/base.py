@@ -38,7 +38,8 @@ A :class:`ComputeProvider` (a cloud) also keeps these:
    raises :class:`~runctl.core.errors.UnsupportedError`, and the remote workflow refuses
    ``--on-interrupt stop`` for it before launching anything.
 10. ``catalogue_rate(spec)`` prices a spec from the shipped catalogue alone (no request, no
-    credentials): ``cost estimate --offline``.
+    credentials): ``cost estimate --offline``; ``refresh_prices()`` renews that catalogue from the
+    provider's live price API (``cost prices --refresh``).
 11. Discovery, for ``resources reconcile`` / ``cleanup``: ``find(resource)`` (by cloud id, or by
     tag for an ``intent`` row), ``list_managed()`` (every live resource carrying runctl's tags —
     the ``TAG_*`` names below; RunPod, which has no tags, derives them from the pod name),
@@ -303,6 +304,12 @@ class ComputeProvider(ResourceProvider):
     @abstractmethod
     def catalogue_rate(self, spec: MachineSpec) -> tuple[Rate, str]:
         """The catalogue's on-demand rate of one machine of ``spec`` and a one-line ``what``."""
+
+    @abstractmethod
+    def refresh_prices(self, *, region: str | None = None, item: str | None = None) -> tuple[int, str]:
+        """Ask the provider's live price API and cache the answers over the shipped catalogue
+        (:func:`runctl.core.prices.store`); ``region`` and ``item`` narrow what is asked. Returns
+        how many prices were refreshed and where they came from."""
 
     def stop_refusal(self, spec: MachineSpec) -> str | None:
         """Why a machine of ``spec`` cannot be stopped and started again (None: it can)."""

@@ -24,7 +24,6 @@ Decisions recorded here:
 
 from __future__ import annotations
 
-import getpass
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from typing import Any, TypeVar
 from runctl.clients import aws
 from runctl.core.config import AwsConfig
 from runctl.core.errors import ConfigError, ResourceError, RunctlError, ValidationError
+from runctl.core.identity import current_user
 from runctl.core.ledger import Resource
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.retry import RetryPolicy
@@ -57,7 +57,6 @@ __all__ = [
     "AwsContext",
     "check_id",
     "create_once",
-    "current_user",
     "ensure_owned",
     "error_code",
     "runctl_tags",
@@ -85,14 +84,6 @@ def check_id(value: str, kind: str, *, argument: str | None = None) -> str:
         f"{name}{value!r} is not an EC2 {kind} id",
         hint=f"{kind} ids look like {example} ('{prefix}-' and 8 or 17 hex digits)",
     )
-
-
-def current_user() -> str:
-    """Who is creating resources, for the ``runctl:user`` tag."""
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "unknown"
 
 
 def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:

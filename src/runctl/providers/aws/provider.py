@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from runctl.core import prices
 from runctl.core.config import Config
 from runctl.core.errors import NotFoundError, ResourceError, RunctlError, ValidationError
 from runctl.core.ledger import Ledger, Resource
@@ -231,6 +232,22 @@ class AwsProvider(ComputeProvider):
             pricing.on_demand(spec.instance_type or "", region),
             f"{spec.count} x {spec.instance_type} (on-demand in {region})",
         )
+
+    def refresh_prices(self, *, region: str | None = None, item: str | None = None) -> tuple[int, str]:
+        """The AWS Price List API for the catalogue's instance types (those matching ``item``)."""
+        region = region or self.ctx.region
+        types = sorted(
+            {
+                e.item
+                for e in prices.entries(self.name)
+                if e.section == pricing.ON_DEMAND and (item is None or item.lower() in e.item.lower())
+            }
+        )
+        policy = RetryPolicy.for_cloud_api("AWS Price List", self.config.retry)
+        found = pricing.fetch_on_demand(types, region, policy=policy)
+        if found:
+            prices.store(self.name, pricing.ON_DEMAND, {region: found})
+        return len(found), f"AWS Price List, {region}"
 
     def stop_refusal(self, spec: MachineSpec) -> str | None:
         if spec.spot:

@@ -221,6 +221,20 @@ class RunpodProvider(ComputeProvider):
             ), what
         return Rate(entry.usd * spec.gpu_count, entry.origin, entry.as_of), what
 
+    def refresh_prices(self, *, region: str | None = None, item: str | None = None) -> tuple[int, str]:
+        """RunPod's ``gpuTypes`` (every GPU, both clouds); needs the API key."""
+        from runctl.core import prices
+        from runctl.providers.runpod import pricing
+
+        if not self.has_credentials:
+            raise AuthError(
+                "no RunPod API key to ask gpuTypes with",
+                hint="set RUNPOD_API_KEY, or refresh only AWS with --provider aws",
+            )
+        table = pricing.refreshed_entries(self.api.gpu_types(1))
+        prices.store(self.name, pricing.SECTION, table)
+        return sum(len(items) for items in table.values()), "RunPod gpuTypes"
+
     def stop_refusal(self, spec: MachineSpec) -> str | None:
         return (
             "a RunPod pod runs its command from creation: a stopped pod would rerun the same attempt "
