@@ -69,6 +69,19 @@ def next_agent(cloud: MachineSimulator, seen: set[str], timeout: float = 120) ->
     raise AssertionError(f"no new agent within {timeout}s; simulator errors: {cloud.errors}")
 
 
+def wait_for_steps(machine: SimMachine, timeout: float = 120) -> None:
+    """Until the script on ``machine`` has printed a step: a notice that lands before the new
+    attempt's script runs stops an attempt that did nothing (nothing is lost, but the log then has
+    no "resumed from" line for it, and the per-preemption count below would be off)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for log in machine.root.rglob("attempt-*.log"):
+            if re.search(r"^step \d+$", log.read_text(errors="replace"), re.M):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the script on {machine.instance_id} printed no step within {timeout}s")
+
+
 def lost_steps(log: str) -> list[int]:
     """Per preemption: the last step the log shows before a resume, minus the resumed step."""
     lost, last = [], 0
@@ -98,6 +111,7 @@ def test_preemption_storm(cloud: MachineSimulator, aws: str, tmp_path: Path, fig
         for _ in range(PREEMPTIONS):
             machine = next_agent(cloud, seen)
             seen.add(machine.instance_id)
+            wait_for_steps(machine)
             moments.append(round(rng.uniform(0.5, 4.0), 2))
             time.sleep(moments[-1])
             machine.imds.schedule_interruption(in_seconds=60)
