@@ -2,10 +2,11 @@
 
 It polls moto's SSM command list (``send_command`` is recorded there and runs nothing) and runs
 each new command *exactly as sent* with ``bash`` in a temporary "machine root" (its ``$HOME``),
-with the AWS endpoint pointed at moto and the IMDS endpoint at a fake IMDSv2 server of that
-machine (instance id, zone, spot notices under the test's control). moto lists every instance
-of the region in a command's ``InstanceIds``, so the command is matched to its machine through
-the ``runctl <ledger id>`` comment and the instance's ``runctl:resource`` tag.
+with the AWS endpoint pointed at moto and the IMDS endpoint (``AWS_EC2_METADATA_SERVICE_ENDPOINT``,
+as the SDKs read it) at a fake IMDSv2 server of that machine (instance id, zone, spot notices
+under the test's control). moto lists every instance of the region in a command's
+``InstanceIds``, so the command is matched to its machine through the ``runctl <ledger id>``
+comment and the instance's ``runctl:resource`` tag.
 
 When an instance leaves ``running`` in moto (terminated or stopped through the API — by the
 test, the controller or the agent's own dead-man switch), its processes get SIGTERM, as an OS
@@ -110,7 +111,7 @@ class MachineSimulator:
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
-                "RUNCTL_IMDS_ENDPOINT": machine.imds.url,
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT": machine.imds.url,  # the SDKs' name, as on EC2
                 "RUNCTL_STATE_DIR": str(machine.root / ".runctl-state"),
             }
             machine.commands.append(
