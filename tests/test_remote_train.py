@@ -324,3 +324,42 @@ def test_max_restarts_reruns_a_failed_script(cloud: MachineSimulator, project: P
     shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
     assert (shown["preemptions"], shown["restarts"]) == (0, 1)
     assert not instances("running")
+
+
+def test_the_agent_uses_the_storage_settings_of_the_controller(
+    cloud: MachineSimulator, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[storage] endpoint_url and s3_checksums reach the machine: the agent's uploads go to the
+    configured endpoint (here a recording proxy in front of moto), not to the SDK's default."""
+    store = FaultProxy(cloud.endpoint)
+    monkeypatch.setenv("RUNCTL_STORAGE__ENDPOINT_URL", store.url)
+    monkeypatch.setenv("RUNCTL_STORAGE__S3_CHECKSUMS", "false")
+    try:
+        result = run_cli(
+            "workflow",
+            "train",
+            "train.py",
+            "--project-dir",
+            str(project),
+            "--instance-type",
+            "t3.micro",
+            "--poll-interval",
+            "0.3s",
+            "-o",
+            "json",
+            "--",
+            "20",
+            "0.01",
+            cwd=project,
+            timeout=180,
+        )
+    finally:
+        store.close()
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    assert json.loads(result.stdout)["job"]["state"] == "succeeded"
+    # only the agent writes the heartbeat: it reached the configured endpoint
+    beats = [r for r in store.requests if r.method == "PUT" and r.path.split("?")[0].endswith("/status.json")]
+    assert beats, [f"{r.method} {r.path}" for r in store.requests][:20]
+    uploads = [r for r in store.requests if r.method == "PUT" and "/checkpoints/ckpt" in r.path]
+    assert uploads  # the agent's checkpoint uploads, without S3's checksum header (s3_checksums)
+    assert not any("x-amz-checksum-crc32" in {k.lower() for k in r.headers} for r in uploads)

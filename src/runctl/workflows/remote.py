@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from runctl import __version__
+from runctl.agent.storage_settings import agent_storage_env
 from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
 from runctl.core import budget
 from runctl.core.budget import JobBudgetWatch
@@ -346,7 +347,7 @@ class RemoteTrainer:
         if spec is None:
             raise ValidationError("no machine spec to create the job's machine from")
         argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
-        env.update(storage_credentials(self.config))
+        env.update(storage_credentials(self.config), **agent_storage_env(self.config.storage))
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
 
     def _start(
@@ -356,6 +357,7 @@ class RemoteTrainer:
             handle = machine.cloud_id  # the machine runs the agent as its own command
         else:
             argv, env = start_command(job, request, storage_url, attempt=attempt)
+            env.update(agent_storage_env(self.config.storage))
             handle = self.provider.start(machine, argv, env)
         self.ledger.add_event(
             "job.attempt",
