@@ -8,6 +8,13 @@ under the test's control). moto lists every instance of the region in a command'
 ``InstanceIds``, so the command is matched to its machine through the ``runctl <ledger id>``
 comment and the instance's ``runctl:resource`` tag.
 
+SSM registration, which moto does not model, is the simulator's: it puts a proxy in front of
+moto (``api_url``, set as this process's ``AWS_ENDPOINT_URL`` while it runs, so the CLI processes
+a test starts go through it) that answers ``DescribeInstanceInformation`` from its own registry
+and refuses ``SendCommand`` with ``InvalidInstanceId`` until the machine has registered: a
+machine registers ``register_after[k]`` seconds after it is first seen running (``k``: the order
+machines boot in; ``None``: never), by default :data:`REGISTER_AFTER_S`.
+
 When an instance leaves ``running`` in moto (terminated or stopped through the API — by the
 test, the controller or the agent's own dead-man switch), its processes get SIGTERM, as an OS
 shutdown would send, then SIGKILL two seconds later.
@@ -25,7 +32,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.aws import ssm_registry
 from tests.support.fake_imds import FakeImds
+from tests.support.fault_proxy import FaultProxy
+
+#: Seconds after a machine is first seen running that its SSM agent registers (real: tens).
+REGISTER_AFTER_S = 0.5
 
 
 @dataclass
@@ -64,13 +76,41 @@ class MachineSimulator:
         self.machines: dict[str, SimMachine] = {}
         self.seen: set[str] = set()
         self.errors: list[str] = []
+        self.register_after: list[float | None] = []
+        self.booted: dict[str, float] = {}  # instance id -> when first seen running (monotonic)
+        self.proxy = FaultProxy(endpoint)
+        self.proxy.rule = ssm_registry(self.registered)
+        self._endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = self.proxy.url
+        _reset_runctl_clients()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
+    @property
+    def api_url(self) -> str:
+        """The AWS endpoint that plays SSM registration (in front of moto)."""
+        return self.proxy.url
+
+    def registered(self, instance_id: str) -> bool:
+        """Whether ``instance_id``'s SSM agent has registered (see the module docstring)."""
+        if instance_id not in self.booted:
+            return False
+        order = list(self.booted).index(instance_id)
+        delay = self.register_after[order] if order < len(self.register_after) else REGISTER_AFTER_S
+        return delay is not None and time.monotonic() - self.booted[instance_id] >= delay
+
+    def _boot_new_machines(self) -> None:
+        running = self.ec2.describe_instances(
+            Filters=[{"Name": "instance-state-name", "Values": ["running"]}]
+        )["Reservations"]
+        for instance in (i for r in running for i in r["Instances"]):
+            self.booted.setdefault(instance["InstanceId"], time.monotonic())
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._boot_new_machines()
                 self._run_new_commands()
                 self._shut_down_gone_machines()
             except Exception as exc:  # keep simulating; the test reads .errors
@@ -150,6 +190,19 @@ class MachineSimulator:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._endpoint_before is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = self._endpoint_before
+        _reset_runctl_clients()
+        self.proxy.close()
         for machine in self.machines.values():
             machine.signal_agents(signal.SIGKILL)
             machine.imds.close()
+
+
+def _reset_runctl_clients() -> None:
+    """runctl's cached boto3 clients in this process follow the new endpoint."""
+    from runctl.providers.aws.session import reset_clients
+
+    reset_clients()
