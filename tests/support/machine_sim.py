@@ -78,6 +78,7 @@ class MachineSimulator:
         self.errors: list[str] = []
         self.register_after: list[float | None] = []
         self.booted: dict[str, float] = {}  # instance id -> when first seen running (monotonic)
+        self.broken_start = False  # start commands fail at once (their $HOME is not a directory)
         self.proxy = FaultProxy(endpoint)
         self.proxy.rule = ssm_registry(self.registered)
         self._endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
@@ -144,9 +145,13 @@ class MachineSimulator:
                 continue
             machine = self.machine(instance["InstanceId"], instance["Placement"]["AvailabilityZone"])
             script = "\n".join(command["Parameters"]["commands"])
+            home = machine.root
+            if self.broken_start:  # a $HOME the start script cannot enter (a file): it fails
+                home = machine.root / "home-is-a-file"
+                home.touch()
             env = {
                 **os.environ,
-                "HOME": str(machine.root),
+                "HOME": str(home),
                 "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_REGION": self.region,

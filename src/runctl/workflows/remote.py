@@ -83,6 +83,12 @@ from runctl.providers.base import ComputeProvider, LaunchPlan, Machine, MachineS
 from runctl.storage import Storage, open_storage
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
+from runctl.workflows.remote_deadlines import (
+    AgentStartWatch,
+    end_on_error,
+    fail_agent_start,
+    release_before_detach,
+)
 
 OnInterrupt = Literal["detach", "stop", "terminate"]
 AGENT_STATES_FINAL = frozenset({"succeeded", "failed", "preempted", "cancelled", "timed_out", "failed_setup"})
@@ -249,6 +255,7 @@ class RemoteTrainer:
         self._watch: JobBudgetWatch | None = None
         self._stop_asked: float | None = None  # monotonic time the budget stop was requested
         self._next_refresh = 0.0
+        self._start_watch: AgentStartWatch | None = None  # the current attempt's start deadline
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -404,6 +411,8 @@ class RemoteTrainer:
         except BudgetError as exc:  # a replacement machine was refused
             status = {"detail": f"not resumed: {exc}", "exit_code": int(exc.exit_code)}
             return self._finish(self.ledger.get_job(job.id), request, "cancelled", status)
+        except Exception as exc:  # nothing may leave the job running or its machine billing
+            return RemoteResult(*end_on_error(self.ledger, self.provider, job.id, exc, say=self.say))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -416,6 +425,7 @@ class RemoteTrainer:
     ) -> tuple[str | None, dict[str, Any]]:
         last_chunk: str | None = None
         last_heartbeat = 0.0
+        self._start_watch = start_watch = AgentStartWatch(self.config.remote.agent_start_timeout)
         while True:
             if self._interrupted is not None:
                 return None, {}
@@ -438,6 +448,11 @@ class RemoteTrainer:
                 detail = f"machine {machine_state or 'gone'} while the job was running"
                 self.ledger.add_event("job.machine_gone", detail, job_id=job.id)
                 return "preempted", {"detail": detail}
+            if start_watch.overdue(machine_state, attempt_status):
+                timeout = start_watch.timeout
+                return "failed_setup", fail_agent_start(
+                    self.ledger, self.provider, job, timeout, say=self.say
+                )
             self._watch_cost(job, storage, request)
             time.sleep(request.poll_interval)
 
@@ -582,6 +597,10 @@ class RemoteTrainer:
 
     def _interrupt(self, job: Job, request: RemoteTrain) -> RemoteResult:
         signum = self._interrupted or signal.SIGINT
+        if request.on_interrupt == "detach" and not self._agent_started(job):
+            return RemoteResult(
+                release_before_detach(self.ledger, self.provider, job, signum, say=self.say), 128 + signum
+            )
         if request.on_interrupt == "detach":
             self.say(
                 f"detached; job {job.id} keeps running. Reattach: runctl jobs wait {job.id}; "
@@ -601,6 +620,12 @@ class RemoteTrainer:
             detail=f"Ctrl-C on the controller: machine {request.on_interrupt}ped",
         )
         return RemoteResult(self.ledger.get_job(job.id), 128 + signum)
+
+    def _agent_started(self, job: Job) -> bool:
+        """Whether the current attempt's agent has written a heartbeat (seen, or there now)."""
+        if self._start_watch is not None and self._start_watch.started:
+            return True
+        return self._read_status(job_storage(self.config, job.id)).get("attempt") == job.attempt
 
     def _stop_quietly(self, machine: Resource) -> None:
         stop = getattr(self.provider, "stop_machine", None)
