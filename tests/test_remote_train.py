@@ -16,7 +16,12 @@ import pytest
 from tests.conftest import run_cli
 from tests.support.fault_proxy import FaultProxy, ec2_error
 from tests.support.machine_sim import MachineSimulator
-from tests.support.remote import controller, job_bucket, wait_for_checkpoint_in_storage
+from tests.support.remote import (
+    controller,
+    job_bucket,
+    wait_for_checkpoint_in_storage,
+    wait_for_heartbeat_in_storage,
+)
 
 
 @pytest.fixture
@@ -190,6 +195,7 @@ def test_ctrl_c_detach_leaves_the_job_running_and_reattach_follows_it(
         cwd=project,
     )
     cloud.wait_for_agent(timeout=60)
+    wait_for_heartbeat_in_storage()  # detach only once the agent has started
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "runctl jobs wait" in stderr
@@ -458,3 +464,22 @@ def test_ctrl_c_before_the_agent_started_releases_instead_of_detaching(
     job = json.loads(stdout)["job"]
     assert job["state"] == "cancelled" and "before the agent started" in job["detail"]
     assert not instances("running")  # never left billing
+
+
+def test_after_a_resume_the_log_is_followed_from_where_it_was(cloud: MachineSimulator, project: Path) -> None:
+    proc = controller(
+        "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--spot", "--auto-resume", "--poll-interval", "0.3s", "--", "300", "0.05", "first-attempt",
+        cwd=project,
+    )  # fmt: skip
+    try:
+        first = cloud.wait_for_agent(timeout=60)
+        wait_for_checkpoint_in_storage()
+        first.imds.schedule_interruption(in_seconds=60)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr + str(cloud.errors)
+    # each attempt prints its argv once: twice in all, not attempt 1's again after the resume
+    assert stdout.count("argv: ['first-attempt']") == 2, stdout
+    assert stdout.count("stopped at step") == 1 and stdout.count("resumed from step") == 1

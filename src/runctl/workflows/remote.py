@@ -256,6 +256,7 @@ class RemoteTrainer:
         self._stop_asked: float | None = None  # monotonic time the budget stop was requested
         self._next_refresh = 0.0
         self._start_watch: AgentStartWatch | None = None  # the current attempt's start deadline
+        self._last_chunk: str | None = None  # the last log chunk echoed, over all attempts
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -423,7 +424,6 @@ class RemoteTrainer:
     def _follow_attempt(
         self, job: Job, storage: Storage, request: RemoteTrain
     ) -> tuple[str | None, dict[str, Any]]:
-        last_chunk: str | None = None
         last_heartbeat = 0.0
         self._start_watch = start_watch = AgentStartWatch(self.config.remote.agent_start_timeout)
         while True:
@@ -431,7 +431,7 @@ class RemoteTrainer:
                 return None, {}
             status = self._read_status(storage)
             if self.echo is not None:
-                data, last_chunk = self._read_new_log(storage, last_chunk)
+                data, self._last_chunk = self._read_new_log(storage, self._last_chunk)
                 if data:
                     self.echo.write(data)
                     self.echo.flush()
