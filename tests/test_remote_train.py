@@ -483,3 +483,25 @@ def test_after_a_resume_the_log_is_followed_from_where_it_was(cloud: MachineSimu
     # each attempt prints its argv once: twice in all, not attempt 1's again after the resume
     assert stdout.count("argv: ['first-attempt']") == 2, stdout
     assert stdout.count("stopped at step") == 1 and stdout.count("resumed from step") == 1
+
+
+def test_aws_train_takes_the_image_and_instance_profile_of_the_new_machine(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    from tests.support.aws import al2023_image
+
+    image = al2023_image(cloud.endpoint)
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_instance_profile(InstanceProfileName="trainer")
+    result = run_cli(
+        "aws", "train", "new", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--ami", image, "--iam-instance-profile", "trainer", "-o", "json", "--", "5", "0.01",
+        cwd=project, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    [instance] = instances()
+    assert instance["ImageId"] == image
+    assert instance["IamInstanceProfile"]["Arn"].endswith("/trainer")
+    refused = run_cli("aws", "train", instance["InstanceId"], "train.py", "--ami", image, cwd=project)
+    assert refused.returncode == 64 and "apply to a new machine" in refused.stderr
+    assert len(instances()) == 1

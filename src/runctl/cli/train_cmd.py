@@ -51,6 +51,13 @@ TypeOpt = Annotated[str | None, typer.Option(help="Instance type for a new machi
 SpotOpt = Annotated[
     bool | None, typer.Option("--spot/--on-demand", help="Market for a new machine.", show_default=False)
 ]
+AmiOpt = Annotated[
+    str | None, typer.Option("--ami", help="EC2 image id for a new machine (default: looked up).")
+]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--iam-instance-profile", help="EC2 instance profile (name or ARN) for a new machine."),
+]
 GpuOpt = Annotated[list[str] | None, typer.Option(help="RunPod GPU type; repeat to allow fallbacks.")]
 PollOpt = Annotated[str, typer.Option(help="How often the controller looks at the job.", hidden=True)]
 
@@ -160,6 +167,8 @@ def aws_train(
     sync_code: SyncOpt = True,
     instance_type: TypeOpt = None,
     spot: SpotOpt = None,
+    ami: AmiOpt = None,
+    iam_instance_profile: ProfileOpt = None,
     wait: WaitOpt = False,
     auto_resume: ResumeOpt = False,
     max_restarts: RestartsOpt = 0,
@@ -199,7 +208,16 @@ def aws_train(
     request.over_budget = over_budget
     provider = _aws()
     if instance == "new":
-        request.spec = provider.machine_spec(instance_type, spot=spot)  # type: ignore[attr-defined]
+        request.spec = provider.machine_spec(  # type: ignore[attr-defined]
+            instance_type, spot=spot, image=ami, iam_instance_profile=iam_instance_profile
+        )
+    elif ami or iam_instance_profile:
+        from runctl.core.errors import UsageError
+
+        raise UsageError(
+            "--ami and --iam-instance-profile apply to a new machine",
+            hint=f"use 'new' instead of {instance}, or drop them",
+        )
     else:
         request.machine = instance
     return _run(provider, request, output, metrics_port)
@@ -285,6 +303,8 @@ def workflow_train(
     instance_type: TypeOpt = None,
     gpu: GpuOpt = None,
     spot: SpotOpt = None,
+    ami: AmiOpt = None,
+    iam_instance_profile: ProfileOpt = None,
     name: NameOpt = None,
     project_dir: ProjectOpt = Path("."),
     auto_resume: ResumeOpt = False,
@@ -324,7 +344,15 @@ def workflow_train(
         poll_interval=poll_interval,
     )
     if provider_name == "aws":
-        request.spec = provider.machine_spec(instance_type, spot=spot)  # type: ignore[attr-defined]
+        request.spec = provider.machine_spec(  # type: ignore[attr-defined]
+            instance_type, spot=spot, image=ami, iam_instance_profile=iam_instance_profile
+        )
+    elif ami or iam_instance_profile:
+        from runctl.core.errors import UsageError
+
+        raise UsageError(
+            "--ami and --iam-instance-profile are EC2 options", hint="drop them for --provider runpod"
+        )
     else:
         from runctl.cli.runpod_cmd import pod_spec
 
