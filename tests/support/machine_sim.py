@@ -58,6 +58,36 @@ class SimMachine:
     def agent_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.root.rglob("agent.log")))
 
+    def processes(self) -> list[int]:
+        """Every live process of this machine (its environment names the machine's ``$HOME``):
+        the agent, the script and their children, in whatever session they put themselves."""
+        marker = f"HOME={self.root}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    if marker in environ.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+        return found
+
+    def running(self, fragment: str) -> bool:
+        """Whether a process of this machine has ``fragment`` in its command line."""
+        for pid in self.processes():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if fragment.encode() in cmdline.read():
+                    return True
+        return False
+
+    def os_signal(self, sig: int) -> None:
+        """What an OS shutdown does: ``sig`` to every process of the machine at once."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
     def signal_agents(self, sig: int) -> None:
         for pid in self.agent_pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
