@@ -13,7 +13,8 @@ error):
 * ``preempted`` — the agent saw a spot notice or an OS shutdown, *or* the machine vanished
   (terminated, stopped) while the job was running;
 * ``no_capacity`` — no zone or market could place the machine;
-* ``failed_setup`` — the code bundle or the agent could not be set up;
+* ``failed_setup`` — the code bundle or the agent could not be set up, or the agent missed
+  ``[remote] agent_start_timeout`` (:mod:`runctl.workflows.remote_deadlines`);
 * ``failed_precheck`` — config, credentials or input refused before anything was created
   (never retried);
 * ``cancelled`` — the user stopped it (``--on-interrupt stop|terminate``), or the job reached
@@ -39,7 +40,8 @@ after ``max_preemptions`` spot preemptions the replacement is on-demand. ``max_r
 allows re-running after a code failure (``failed``), on the same machine when it is still up.
 
 Ctrl-C on the controller (``on_interrupt``): ``detach`` (default) leaves the job running and
-prints how to reattach (``runctl jobs wait JOB``); ``stop`` / ``terminate`` stop or terminate the
+prints how to reattach (``runctl jobs wait JOB``) — once the agent has written a heartbeat;
+before that the machine is released; ``stop`` / ``terminate`` stop or terminate the
 machine — the agent gets SIGTERM from the OS shutdown and saves — and record ``cancelled``.
 
 The agent is started detached (``setsid nohup``) so the provider's command channel (SSM's
