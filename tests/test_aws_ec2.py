@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from runctl.core.config import AwsConfig, Config
+from runctl.core.config import AwsConfig, Config, RemoteConfig
 from runctl.core.errors import (
     BudgetError,
     NotFoundError,
@@ -27,12 +27,14 @@ from tests.support.aws import (
     alive_instances,
     boto,
     form,
+    json_error,
     lost_response,
     make_provider,
     refuse_spot,
+    ssm_registry,
     unaccounted,
 )
-from tests.support.fault_proxy import Fault, ec2_error
+from tests.support.fault_proxy import Fault, Request, ec2_error
 
 ZONES_T3 = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"]  # moto's t3.micro offer
 
@@ -439,7 +441,8 @@ def test_failed_attach_releases_the_instance_it_created(fault_proxy, aws):
 # -- starting a command through SSM ---------------------------------------------------------------
 
 
-def test_start_sends_argv_unchanged_through_ssm(aws, tmp_path):
+def test_start_sends_argv_unchanged_through_ssm(fault_proxy, aws, tmp_path):
+    fault_proxy.rule = ssm_registry(lambda instance_id: True)
     provider = make_provider()
     _, machine = _create(provider)
     hostile = ["'; rm -rf ~'", 'say "hi"', "two\nlines", "$HOME", "`id`", ""]
@@ -451,6 +454,49 @@ def test_start_sends_argv_unchanged_through_ssm(aws, tmp_path):
     script = commands[0]["Parameters"]["commands"][0]
     ran = subprocess.run(["sh", "-c", script], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert json.loads(ran.stdout) == [hostile, "a b'c"]
+
+
+def test_start_waits_for_ssm_registration_and_retries_invalid_instance_id(fault_proxy, aws):
+    """Real SSM refuses a command to a machine whose SSM agent has not registered yet."""
+    looked = []
+
+    def registered(instance_id: str) -> bool:
+        looked.append(instance_id)
+        return len(looked) > 3  # registers after a few looks
+
+    fault_proxy.rule = ssm_registry(registered)
+    provider = make_provider()
+    _, machine = _create(provider)
+    command_id = provider.start(machine, ["true"], {})
+    assert boto("ssm", aws).list_commands(CommandId=command_id)["Commands"]
+    assert fault_proxy.count("DescribeInstanceInformation") >= 3  # it waited for registration
+    assert fault_proxy.count("SendCommand") == 1  # and sent once, when SSM could take it
+
+    # registration shows before SendCommand takes it: InvalidInstanceId is retried
+    refusals = [2]
+    registry = ssm_registry(lambda instance_id: True)
+
+    def lagging(request: Request) -> Fault | None:
+        if request.action == "SendCommand" and refusals[0] > 0:
+            refusals[0] -= 1
+            return json_error("InvalidInstanceId")
+        return registry(request)
+
+    fault_proxy.rule = lagging
+    sent = fault_proxy.count("SendCommand")
+    provider.start(machine, ["true"], {})
+    assert fault_proxy.count("SendCommand") - sent == 3
+
+
+def test_start_on_a_machine_that_never_registers_fails_within_the_deadline(fault_proxy, aws):
+    fault_proxy.rule = ssm_registry(lambda instance_id: False)
+    provider = make_provider(Config(remote=RemoteConfig(agent_start_timeout=1)))
+    _, machine = _create(provider)
+    with pytest.raises(ResourceError, match="agent_start_timeout") as caught:
+        provider.start(machine, ["true"], {})
+    assert "SSM agent" in (caught.value.hint or "") and caught.value.resource_id == machine.cloud_id
+    assert fault_proxy.count("SendCommand") == 0  # never sent to a machine SSM does not know
+    assert boto("ssm", aws).list_commands()["Commands"] == []
 
 
 def test_shell_script_refuses_bad_env_names_and_empty_argv():

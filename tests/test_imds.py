@@ -27,6 +27,14 @@ def test_reads_metadata_with_a_session_token(imds: FakeImds) -> None:
     assert sum(r.startswith("PUT") for r in imds.requests) == 1  # the token is reused
 
 
+def test_the_sdk_endpoint_variable_is_honoured(imds: FakeImds, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url)
+    assert Imds().get("instance-id") == "i-0123456789abcdef0"  # boto3's name reaches the agent
+    monkeypatch.setenv("RUNCTL_IMDS_ENDPOINT", "http://127.0.0.1:9")  # runctl's own name wins
+    assert Imds().endpoint == "http://127.0.0.1:9"
+    assert Imds(imds.url).endpoint == imds.url  # and --imds-endpoint over both
+
+
 def test_no_notice_until_one_is_scheduled(imds: FakeImds) -> None:
     client = Imds(imds.url)
     assert client.instance_action() is None

@@ -16,7 +16,12 @@ import pytest
 from tests.conftest import run_cli
 from tests.support.fault_proxy import FaultProxy, ec2_error
 from tests.support.machine_sim import MachineSimulator
-from tests.support.remote import controller, job_bucket, wait_for_checkpoint_in_storage
+from tests.support.remote import (
+    controller,
+    job_bucket,
+    wait_for_checkpoint_in_storage,
+    wait_for_heartbeat_in_storage,
+)
 
 
 @pytest.fixture
@@ -190,6 +195,7 @@ def test_ctrl_c_detach_leaves_the_job_running_and_reattach_follows_it(
         cwd=project,
     )
     cloud.wait_for_agent(timeout=60)
+    wait_for_heartbeat_in_storage()  # detach only once the agent has started
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "runctl jobs wait" in stderr
@@ -404,3 +410,178 @@ def test_jobs_wait_relaunches_with_the_stored_request(cloud: MachineSimulator, p
     both = instances()
     assert len(both) == 2 and {i["InstanceType"] for i in both} == {"t3.micro"}
     assert all(i.get("InstanceLifecycle") == "spot" for i in both)
+
+
+def test_the_agent_uses_the_storage_settings_of_the_controller(
+    cloud: MachineSimulator, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[storage] endpoint_url and s3_checksums reach the machine: the agent's uploads go to the
+    configured endpoint (here a recording proxy in front of moto), not to the SDK's default."""
+    store = FaultProxy(cloud.endpoint)
+    monkeypatch.setenv("RUNCTL_STORAGE__ENDPOINT_URL", store.url)
+    monkeypatch.setenv("RUNCTL_STORAGE__S3_CHECKSUMS", "false")
+    try:
+        result = run_cli(
+            "workflow",
+            "train",
+            "train.py",
+            "--project-dir",
+            str(project),
+            "--instance-type",
+            "t3.micro",
+            "--poll-interval",
+            "0.3s",
+            "-o",
+            "json",
+            "--",
+            "20",
+            "0.01",
+            cwd=project,
+            timeout=180,
+        )
+    finally:
+        store.close()
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    assert json.loads(result.stdout)["job"]["state"] == "succeeded"
+    # only the agent writes the heartbeat: it reached the configured endpoint
+    beats = [r for r in store.requests if r.method == "PUT" and r.path.split("?")[0].endswith("/status.json")]
+    assert beats, [f"{r.method} {r.path}" for r in store.requests][:20]
+    uploads = [r for r in store.requests if r.method == "PUT" and "/checkpoints/ckpt" in r.path]
+    assert uploads  # the agent's checkpoint uploads, without S3's checksum header (s3_checksums)
+    assert not any("x-amz-checksum-crc32" in {k.lower() for k in r.headers} for r in uploads)
+
+
+# -- agent start: SSM registration, the start deadline, Ctrl-C before the first heartbeat ----------
+
+
+def _train(*extra: str, project: Path, timeout: float = 180) -> tuple[int, dict, str]:
+    result = run_cli(
+        "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--poll-interval", "0.3s", "-o", "json", *extra, cwd=project, timeout=timeout,
+    )  # fmt: skip
+    job = json.loads(result.stdout)["job"] if result.stdout.strip() else {}
+    return result.returncode, job, result.stderr
+
+
+def test_the_start_command_waits_for_a_slow_ssm_registration(cloud: MachineSimulator, project: Path) -> None:
+    cloud.register_after = [3.0]  # SSM refuses the command for 3 s after the machine runs
+    code, job, stderr = _train("--", "20", "0.01", project=project)
+    assert code == 0, stderr + str(cloud.errors)
+    assert job["state"] == "succeeded"
+    assert cloud.proxy.count("DescribeInstanceInformation") >= 2  # it waited for registration
+    assert not instances("running")
+
+
+def test_a_machine_that_never_registers_is_failed_setup_and_released(
+    cloud: MachineSimulator, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNCTL_REMOTE__AGENT_START_TIMEOUT", "3s")
+    cloud.register_after = [None]
+    code, _, stderr = _train(project=project, timeout=120)
+    assert code == 80 and "agent_start_timeout" in stderr, stderr
+    [job] = json.loads(run_cli("jobs", "list", "-o", "json").stdout)
+    assert job["state"] == "failed_setup" and "SSM" in job["detail"]
+    assert not instances("running")  # released: nothing bills
+    assert cloud.proxy.count("SendCommand") == 0 or not cloud.ssm.list_commands()["Commands"]
+
+
+def test_a_replacement_that_never_registers_ends_the_job_and_is_released(
+    cloud: MachineSimulator, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error escapes the wait loop (starting attempt 2): the job still gets an outcome."""
+    monkeypatch.setenv("RUNCTL_REMOTE__AGENT_START_TIMEOUT", "3s")
+    cloud.register_after = [0.5, None]
+    proc = controller(
+        "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--spot", "--auto-resume", "--poll-interval", "0.3s", "-o", "json", "--", "400", "0.05",
+        cwd=project,
+    )  # fmt: skip
+    try:
+        first = cloud.wait_for_agent(timeout=60)
+        wait_for_checkpoint_in_storage()
+        first.imds.schedule_interruption(in_seconds=60)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 80, stderr + str(cloud.errors)
+    job = json.loads(stdout)["job"]
+    assert job["state"] == "failed_setup" and job["attempt"] == 2, job
+    assert "agent_start_timeout" in job["detail"]
+    assert not instances("running")  # both machines gone
+    assert len(instances()) == 2
+
+
+def test_an_agent_that_never_starts_is_failed_setup_within_the_deadline(
+    cloud: MachineSimulator, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNCTL_REMOTE__AGENT_START_TIMEOUT", "4s")
+    cloud.broken_start = True  # the start script fails on the machine
+    code, job, stderr = _train(project=project, timeout=120)
+    assert job["state"] == "failed_setup", stderr + str(cloud.errors)
+    assert code == 80 and "wrote no heartbeat" in job["detail"] and "SSM command" in job["detail"]
+    assert not instances("running")  # the machine was released
+
+
+def test_ctrl_c_before_the_agent_started_releases_instead_of_detaching(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    cloud.broken_start = True
+    proc = controller(
+        "aws", "train", "new", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--wait", "--poll-interval", "0.3s", "-o", "json",
+        cwd=project,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not cloud.ssm.list_commands()["Commands"] and time.monotonic() < deadline:
+            time.sleep(0.1)  # the start command was sent: the controller is waiting for a heartbeat
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    job = json.loads(stdout)["job"]
+    assert job["state"] == "cancelled" and "before the agent started" in job["detail"]
+    assert not instances("running")  # never left billing
+
+
+def test_after_a_resume_the_log_is_followed_from_where_it_was(cloud: MachineSimulator, project: Path) -> None:
+    proc = controller(
+        "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--spot", "--auto-resume", "--poll-interval", "0.3s", "--", "300", "0.05", "first-attempt",
+        cwd=project,
+    )  # fmt: skip
+    try:
+        first = cloud.wait_for_agent(timeout=60)
+        wait_for_checkpoint_in_storage()
+        first.imds.schedule_interruption(in_seconds=60)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr + str(cloud.errors)
+    # each attempt prints its argv once: twice in all, not attempt 1's again after the resume
+    assert stdout.count("argv: ['first-attempt']") == 2, stdout
+    assert stdout.count("stopped at step") == 1 and stdout.count("resumed from step") == 1
+
+
+def test_aws_train_takes_the_image_and_instance_profile_of_the_new_machine(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    from tests.support.aws import al2023_image
+
+    image = al2023_image(cloud.endpoint)
+    iam = boto3.client("iam", region_name="us-east-1")
+    iam.create_instance_profile(InstanceProfileName="trainer")
+    result = run_cli(
+        "aws", "train", "new", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--ami", image, "--iam-instance-profile", "trainer", "-o", "json", "--", "5", "0.01",
+        cwd=project, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    [instance] = instances()
+    assert instance["ImageId"] == image
+    assert instance["IamInstanceProfile"]["Arn"].endswith("/trainer")
+    refused = run_cli("aws", "train", instance["InstanceId"], "train.py", "--ami", image, cwd=project)
+    assert refused.returncode == 64 and "apply to a new machine" in refused.stderr
+    assert len(instances()) == 1

@@ -1,13 +1,16 @@
 """A preemption storm: with the machine simulator, spot interruption notices arrive at random
-(seeded) moments on three machines in a row. The job must still finish, with auto-resume; each
-preemption may lose at most one save interval of progress; every attempt, machine and dollar is
-in the ledger."""
+(seeded) moments on three machines in a row, and at the same instant the OS SIGTERM of a shutdown
+reaches every process of the machine (the agent and the script: a stop the agent must not lose,
+whichever of them sees it first). The job must still finish, with auto-resume — no attempt may be
+recorded ``succeeded`` early; each preemption may lose at most one save interval of progress;
+every attempt, machine and dollar is in the ledger."""
 
 from __future__ import annotations
 
 import json
 import random
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,10 +63,11 @@ def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 def next_agent(cloud: MachineSimulator, seen: set[str], timeout: float = 120) -> SimMachine:
+    """The next machine whose agent runs the script (so the agent's signal handling is set)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for machine in list(cloud.machines.values()):
-            if machine.instance_id not in seen and machine.agent_pids():
+            if machine.instance_id not in seen and machine.agent_pids() and machine.running("/code/train.py"):
                 return machine
         time.sleep(0.1)
     raise AssertionError(f"no new agent within {timeout}s; simulator errors: {cloud.errors}")
@@ -115,6 +119,7 @@ def test_preemption_storm(cloud: MachineSimulator, aws: str, tmp_path: Path, fig
             moments.append(round(rng.uniform(0.5, 4.0), 2))
             time.sleep(moments[-1])
             machine.imds.schedule_interruption(in_seconds=60)
+            machine.os_signal(signal.SIGTERM)  # the shutdown's SIGTERM, at the same instant
         stdout, stderr = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -126,6 +131,8 @@ def test_preemption_storm(cloud: MachineSimulator, aws: str, tmp_path: Path, fig
     assert f"done: step={STEPS}" in log
     lost = lost_steps(log)
     assert len(lost) == PREEMPTIONS, log[-2000:]
+    events = json.loads(run_cli("events", "--job", job["id"], "-o", "json").stdout)
+    assert len([e for e in events if e["kind"] == "job.preemption"]) == PREEMPTIONS
     assert all(0 <= n <= SAVE_EVERY for n in lost), lost
 
     shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)

@@ -4,7 +4,9 @@ clients for asserting on the moto server (bypassing any fault proxy), and proxy 
 from __future__ import annotations
 
 import http.client
+import json
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from runctl.core.config import Config
@@ -89,3 +91,26 @@ def json_error(code: str, status: int = 400) -> Fault:
     """An error answer in the AWS JSON protocol (SSM and friends)."""
     body = f'{{"__type":"{code}","message":"injected"}}'.encode()
     return Fault(status=status, body=body, headers={"Content-Type": "application/x-amz-json-1.1"})
+
+
+def ssm_registry(registered: Callable[[str], bool]) -> Callable[[Request], Fault | None]:
+    """A proxy rule playing SSM's registry of managed machines, which moto lacks (it answers
+    DescribeInstanceInformation 500 and accepts every SendCommand at once): the registry is
+    answered from ``registered(instance_id)``, and a SendCommand to a machine not registered yet
+    is refused ``InvalidInstanceId``, as real SSM does."""
+
+    def rule(request: Request) -> Fault | None:
+        if request.action not in ("DescribeInstanceInformation", "SendCommand"):
+            return None
+        body = json.loads(request.body or b"{}")
+        if request.action == "SendCommand":
+            ids = body.get("InstanceIds", [])
+            return None if all(registered(i) for i in ids) else json_error("InvalidInstanceId")
+        asked = [v for f in body.get("Filters", []) if f.get("Key") == "InstanceIds" for v in f["Values"]]
+        listed = [
+            {"InstanceId": i, "PingStatus": "Online", "PlatformType": "Linux"} for i in asked if registered(i)
+        ]
+        answer = json.dumps({"InstanceInformationList": listed}).encode()
+        return Fault(status=200, body=answer, headers={"Content-Type": "application/x-amz-json-1.1"})
+
+    return rule

@@ -2,10 +2,18 @@
 
 It polls moto's SSM command list (``send_command`` is recorded there and runs nothing) and runs
 each new command *exactly as sent* with ``bash`` in a temporary "machine root" (its ``$HOME``),
-with the AWS endpoint pointed at moto and the IMDS endpoint at a fake IMDSv2 server of that
-machine (instance id, zone, spot notices under the test's control). moto lists every instance
-of the region in a command's ``InstanceIds``, so the command is matched to its machine through
-the ``runctl <ledger id>`` comment and the instance's ``runctl:resource`` tag.
+with the AWS endpoint pointed at moto and the IMDS endpoint (``AWS_EC2_METADATA_SERVICE_ENDPOINT``,
+as the SDKs read it) at a fake IMDSv2 server of that machine (instance id, zone, spot notices
+under the test's control). moto lists every instance of the region in a command's
+``InstanceIds``, so the command is matched to its machine through the ``runctl <ledger id>``
+comment and the instance's ``runctl:resource`` tag.
+
+SSM registration, which moto does not model, is the simulator's: it puts a proxy in front of
+moto (``api_url``, set as this process's ``AWS_ENDPOINT_URL`` while it runs, so the CLI processes
+a test starts go through it) that answers ``DescribeInstanceInformation`` from its own registry
+and refuses ``SendCommand`` with ``InvalidInstanceId`` until the machine has registered: a
+machine registers ``register_after[k]`` seconds after it is first seen running (``k``: the order
+machines boot in; ``None``: never), by default :data:`REGISTER_AFTER_S`.
 
 When an instance leaves ``running`` in moto (terminated or stopped through the API — by the
 test, the controller or the agent's own dead-man switch), its processes get SIGTERM, as an OS
@@ -24,7 +32,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.aws import ssm_registry
 from tests.support.fake_imds import FakeImds
+from tests.support.fault_proxy import FaultProxy
+
+#: Seconds after a machine is first seen running that its SSM agent registers (real: tens).
+REGISTER_AFTER_S = 0.5
 
 
 @dataclass
@@ -45,6 +58,36 @@ class SimMachine:
     def agent_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.root.rglob("agent.log")))
 
+    def processes(self) -> list[int]:
+        """Every live process of this machine (its environment names the machine's ``$HOME``):
+        the agent, the script and their children, in whatever session they put themselves."""
+        marker = f"HOME={self.root}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    if marker in environ.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+        return found
+
+    def running(self, fragment: str) -> bool:
+        """Whether a process of this machine has ``fragment`` in its command line."""
+        for pid in self.processes():
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if fragment.encode() in cmdline.read():
+                    return True
+        return False
+
+    def os_signal(self, sig: int) -> None:
+        """What an OS shutdown does: ``sig`` to every process of the machine at once."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
     def signal_agents(self, sig: int) -> None:
         for pid in self.agent_pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -63,13 +106,42 @@ class MachineSimulator:
         self.machines: dict[str, SimMachine] = {}
         self.seen: set[str] = set()
         self.errors: list[str] = []
+        self.register_after: list[float | None] = []
+        self.booted: dict[str, float] = {}  # instance id -> when first seen running (monotonic)
+        self.broken_start = False  # start commands fail at once (their $HOME is not a directory)
+        self.proxy = FaultProxy(endpoint)
+        self.proxy.rule = ssm_registry(self.registered)
+        self._endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
+        os.environ["AWS_ENDPOINT_URL"] = self.proxy.url
+        _reset_runctl_clients()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
+    @property
+    def api_url(self) -> str:
+        """The AWS endpoint that plays SSM registration (in front of moto)."""
+        return self.proxy.url
+
+    def registered(self, instance_id: str) -> bool:
+        """Whether ``instance_id``'s SSM agent has registered (see the module docstring)."""
+        if instance_id not in self.booted:
+            return False
+        order = list(self.booted).index(instance_id)
+        delay = self.register_after[order] if order < len(self.register_after) else REGISTER_AFTER_S
+        return delay is not None and time.monotonic() - self.booted[instance_id] >= delay
+
+    def _boot_new_machines(self) -> None:
+        running = self.ec2.describe_instances(
+            Filters=[{"Name": "instance-state-name", "Values": ["running"]}]
+        )["Reservations"]
+        for instance in (i for r in running for i in r["Instances"]):
+            self.booted.setdefault(instance["InstanceId"], time.monotonic())
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._boot_new_machines()
                 self._run_new_commands()
                 self._shut_down_gone_machines()
             except Exception as exc:  # keep simulating; the test reads .errors
@@ -104,14 +176,18 @@ class MachineSimulator:
             machine = self.machine(instance["InstanceId"], instance["Placement"]["AvailabilityZone"])
             machine.down = False  # a stopped machine started again runs commands like a new one
             script = "\n".join(command["Parameters"]["commands"])
+            home = machine.root
+            if self.broken_start:  # a $HOME the start script cannot enter (a file): it fails
+                home = machine.root / "home-is-a-file"
+                home.touch()
             env = {
                 **os.environ,
-                "HOME": str(machine.root),
+                "HOME": str(home),
                 "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
-                "RUNCTL_IMDS_ENDPOINT": machine.imds.url,
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT": machine.imds.url,  # the SDKs' name, as on EC2
                 "RUNCTL_STATE_DIR": str(machine.root / ".runctl-state"),
             }
             machine.commands.append(
@@ -150,6 +226,19 @@ class MachineSimulator:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._endpoint_before is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = self._endpoint_before
+        _reset_runctl_clients()
+        self.proxy.close()
         for machine in self.machines.values():
             machine.signal_agents(signal.SIGKILL)
             machine.imds.close()
+
+
+def _reset_runctl_clients() -> None:
+    """runctl's cached boto3 clients in this process follow the new endpoint."""
+    from runctl.providers.aws.session import reset_clients
+
+    reset_clients()

@@ -67,6 +67,18 @@ def wait_for_checkpoint_in_storage(timeout: float = 120) -> None:
     raise AssertionError("no checkpoint reached storage")
 
 
+def wait_for_heartbeat_in_storage(timeout: float = 120) -> None:
+    """Until an agent has written its first status (heartbeat) into the job storage bucket."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = s3.list_objects_v2(Bucket="runs", Prefix="runctl/jobs/").get("Contents", [])
+        if any(o["Key"].endswith("/status.json") for o in listed):
+            return
+        time.sleep(0.2)
+    raise AssertionError("no agent heartbeat reached storage")
+
+
 def controller(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "runctl", *args],

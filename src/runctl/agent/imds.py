@@ -2,8 +2,10 @@
 
 IMDSv2 only: a session token is fetched first (``PUT /latest/api/token``) and sent with every
 read; it is refreshed before it expires. The endpoint defaults to ``http://169.254.169.254`` and
-is configurable (``RUNCTL_IMDS_ENDPOINT``, ``--imds-endpoint``) so tests point it at a fake
-server on loopback. stdlib ``urllib`` only: the agent stays dependency-light.
+is configurable so tests point it at a fake server on loopback: ``--imds-endpoint``, else
+``RUNCTL_IMDS_ENDPOINT``, else ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` (the name boto3 and the AWS
+SDKs read, so one setting moves both the agent and the SDK's instance-role credentials).
+stdlib ``urllib`` only: the agent stays dependency-light.
 
 :class:`InterruptionWatcher` polls ``spot/instance-action`` (404 = nothing scheduled) every
 ``interval`` seconds (default 5, as AWS recommends) in a daemon thread and calls ``on_notice``
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = "RUNCTL_IMDS_ENDPOINT"
+SDK_ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 TOKEN_TTL_S = 21600
 
 log = logging.getLogger("runctl.agent.imds")
@@ -48,7 +51,9 @@ class Imds:
     """A small IMDSv2 client."""
 
     def __init__(self, endpoint: str | None = None, *, timeout: float = 2.0) -> None:
-        self.endpoint = (endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = (
+            endpoint or os.environ.get(ENDPOINT_ENV) or os.environ.get(SDK_ENDPOINT_ENV) or DEFAULT_ENDPOINT
+        ).rstrip("/")
         self.timeout = timeout
         self._token: str | None = None
         self._token_expires = 0.0

@@ -8,7 +8,8 @@
    log chunks and ``status.json``.
 4. Interruptions: a spot notice from IMDS (polled every 5 s) or a SIGTERM from the OS (shutdown)
    stops the script gracefully; the grace period is cut to what the notice leaves minus a safety
-   margin kept for the final upload. The job is then ``preempted``.
+   margin kept for the final upload. The job is then ``preempted`` — also when the script got
+   the same SIGTERM, saved and exited 0 before the agent looked (the signal is never lost).
    A stop request from the controller (``control/stop.json`` in storage, read every heartbeat:
    the job reached its ``[cost] max_cost_usd``) stops the script the same graceful way; the job
    is then ``cancelled`` (exit code 79) with the request's reason as detail.
@@ -209,15 +210,20 @@ def run_agent(
 
 
 def _classify(outcome: ChildOutcome, *, stopped_for: str | None = None) -> tuple[str, int, str | None]:
-    """Local classification, plus: a spot notice or an OS SIGTERM means ``preempted``; the
-    controller's stop request (``stopped_for``) means ``cancelled`` at a limit."""
+    """Local classification, plus: a spot notice or a signal from the OS (SIGTERM, SIGHUP) means
+    ``preempted``; SIGINT (a person) or the controller's stop request (``stopped_for``, a limit)
+    means ``cancelled``. A script that exits 0 after it was asked to stop is never
+    ``succeeded`` — its work is not done, and a succeeded job is never resumed; the detail keeps
+    its exit code."""
     if stopped_for is not None:
         return classify(outcome, cancelled=False, stopped_for=stopped_for)
-    if outcome.stop_reason is not None or outcome.signal_received == signal.SIGTERM:
-        why = outcome.stop_reason or "the machine is shutting down (SIGTERM)"
-        return "preempted", int(ExitCode.SIGTERM), why
-    if outcome.signal_received == signal.SIGINT:
-        return "cancelled", int(ExitCode.SIGINT), "stopped by SIGINT"
+    received = outcome.signal_received
+    if outcome.stop_reason is not None or received not in (None, signal.SIGINT):
+        name = signal.Signals(received).name if received is not None else ""
+        why = outcome.stop_reason or f"the machine is shutting down ({name})"
+        return "preempted", int(ExitCode.SIGTERM), f"{why}; {outcome.exit_detail}"
+    if received == signal.SIGINT:
+        return "cancelled", int(ExitCode.SIGINT), f"stopped by SIGINT; {outcome.exit_detail}"
     return classify(outcome, cancelled=False)
 
 

@@ -62,12 +62,7 @@ def classify(
     """(final state, exit code for runctl, detail) from how the child ended; ``stopped_for`` is
     the limit that stopped it (a budget), if one did."""
     code = outcome.returncode if outcome.returncode >= 0 else 128 - outcome.returncode
-    how = (
-        f"exit code {outcome.returncode}"
-        if outcome.returncode >= 0
-        else (f"killed by {signal.Signals(-outcome.returncode).name}")
-    )
-    detail = f"{how}; {outcome.killed}" if outcome.killed else how
+    detail = outcome.exit_detail
     if stopped_for is not None:
         return "cancelled", int(ExitCode.BUDGET), f"stopped: {stopped_for}; {detail}"
     if cancelled:

@@ -20,6 +20,17 @@ def run(
     job_id: Annotated[str, typer.Option(help="The job's ledger id.")],
     storage: Annotated[str, typer.Option(help="The job's storage root: s3://B/P or a directory.")],
     args: Annotated[list[str] | None, typer.Argument(help="Script arguments (after --).")] = None,
+    storage_endpoint_url: Annotated[
+        str | None,
+        typer.Option(envvar="RUNCTL_STORAGE__ENDPOINT_URL", help="S3-compatible endpoint of --storage."),
+    ] = None,
+    storage_region: Annotated[
+        str | None, typer.Option(envvar="RUNCTL_STORAGE__REGION", help="Region of --storage.")
+    ] = None,
+    storage_checksums: Annotated[
+        bool,
+        typer.Option(envvar="RUNCTL_STORAGE__S3_CHECKSUMS", help="Send S3's x-amz-checksum-* headers."),
+    ] = True,
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
     attempt: Annotated[int, typer.Option(min=1, help="Attempt number.")] = 1,
     resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint in storage.")] = True,
@@ -43,6 +54,7 @@ def run(
     """Run SCRIPT as job JOB_ID, syncing checkpoints, logs and status to STORAGE."""
     from runctl.agent.imds import Imds
     from runctl.agent.runner import AgentOptions, run_agent
+    from runctl.agent.storage_settings import agent_storage_config
     from runctl.storage import open_storage
 
     options = AgentOptions(
@@ -67,5 +79,9 @@ def run(
         from runctl.core import metrics
 
         metrics.serve(metrics_port, addr=metrics_host)
-    result = run_agent(options, open_storage(storage), imds=Imds(imds_endpoint) if use_imds else None)
+    settings = agent_storage_config(
+        endpoint_url=storage_endpoint_url, region=storage_region, s3_checksums=storage_checksums
+    )
+    store = open_storage(storage, settings)
+    result = run_agent(options, store, imds=Imds(imds_endpoint) if use_imds else None)
     return result.exit_code

@@ -232,6 +232,13 @@ def aws_train(
             instance_type=instance_type, spot=spot, image=ami, iam_instance_profile=iam_instance_profile
         )
         _launch(provider, request, options)
+    elif ami or iam_instance_profile or instance_type:
+        from runctl.core.errors import UsageError
+
+        raise UsageError(
+            "--instance-type, --ami and --iam-instance-profile apply to a new machine",
+            hint=f"give 'new' instead of {instance} to create one, or drop them",
+        )
     else:
         request.machine = instance
     return _run(provider, request, output, metrics_port)
@@ -295,6 +302,13 @@ def workflow_train(
     from runctl.providers.base import LaunchOptions
 
     provider = _provider(provider_name)
+    if provider.command_at_creation and (ami or iam_instance_profile):
+        from runctl.core.errors import UsageError
+
+        raise UsageError(
+            "--ami and --iam-instance-profile are EC2 options",
+            hint=f"drop them for --provider {provider_name}",
+        )
     options = LaunchOptions(
         instance_type=instance_type,
         gpus=gpu or (),

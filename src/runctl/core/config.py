@@ -234,6 +234,21 @@ class CostConfig(_Section):
     """How often a running remote job's spot price is re-read."""
 
 
+class RemoteConfig(_Section):
+    """``[remote]``: deadlines of remote jobs (see :mod:`runctl.workflows.remote`).
+
+    ``agent_start_timeout`` (default 10 minutes) bounds the agent's own start, measured from the
+    machine reaching ``running``: on EC2 the wait for the machine to register with SSM (the start
+    command is sent, and ``InvalidInstanceId`` retried, only within it), then the first heartbeat
+    of the attempt in storage. One value for both: a user thinks of "the agent did not start",
+    not of SSM. Past it the attempt ends ``failed_setup`` with what the provider could tell
+    (the SSM command's output) and its machine is released. It does not bound the user's own
+    environment setup or the script.
+    """
+
+    agent_start_timeout: Duration = Field(default=600.0, gt=0)
+
+
 class StorageConfig(_Section):
     """``[storage]``: where jobs keep checkpoints, logs and status, and how S3 transfers run.
 
@@ -331,6 +346,7 @@ class Config(_Section):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    remote: RemoteConfig = Field(default_factory=RemoteConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
 

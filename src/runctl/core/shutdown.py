@@ -12,7 +12,12 @@
 4. A second Ctrl-C (or second SIGTERM) during the grace period kills the group at once, and
    says so on stderr.
 5. When the child exits, whatever it left in its group is killed: nothing keeps running unseen.
-6. The previous signal handlers are restored; the caller records the outcome
+6. A stop that arrived is never lost, whatever the order: a signal or a stop request that came
+   while the child was exiting, or after it exited but before :meth:`Supervisor.run` returns, is
+   still in the outcome (a shutdown signals the script and runctl at once, and a script that
+   saves and exits 0 at once must not look like one that finished). The caller classifies such
+   an exit as stopped, never as succeeded.
+7. The previous signal handlers are restored; the caller records the outcome
    (:class:`ChildOutcome`) in the ledger, on every path.
 
 Output (stdout and stderr merged, unbuffered) is teed to a sink (the terminal) and a log file,
@@ -30,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
@@ -52,6 +57,16 @@ class ChildOutcome:
     @property
     def stopped_by_request(self) -> bool:
         return self.signal_received is not None or self.timed_out or self.stop_reason is not None
+
+    @property
+    def exit_detail(self) -> str:
+        """How the child itself ended, for an outcome's detail: ``exit code 0``, ``killed by …``."""
+        how = (
+            f"exit code {self.returncode}"
+            if self.returncode >= 0
+            else f"killed by {signal.Signals(-self.returncode).name}"
+        )
+        return f"{how}; {self.killed}" if self.killed else how
 
 
 def _message(text: str) -> None:
@@ -112,7 +127,7 @@ class Supervisor:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
-            return self._run()
+            return self._with_late_stop(self._run())
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -200,6 +215,19 @@ class Supervisor:
             pid=child.pid,
             stop_reason=stop_reason,
         )
+
+    def _with_late_stop(self, outcome: ChildOutcome) -> ChildOutcome:
+        """``outcome`` with the first signal or stop request that the loop did not see because the
+        child exited first (the handlers are still ours: everything that arrived is in the lists)."""
+        if outcome.stopped_by_request:
+            return outcome
+        if self._signals:
+            name = signal.Signals(self._signals[0]).name
+            _message(f"received {name} as the job exited: recorded as a stop, not a finish")
+            return replace(outcome, signal_received=self._signals[0])
+        if self._stop_requests:
+            return replace(outcome, stop_reason=self._stop_requests[0][0])
+        return outcome
 
     def _request_stop(self, child: subprocess.Popen[bytes], now: float) -> float:
         _kill_group(child.pid, signal.SIGTERM)

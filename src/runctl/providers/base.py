@@ -28,7 +28,8 @@ A :class:`ComputeProvider` (a cloud) also keeps these:
    printable, priced, free of side effects, so a dry run and a budget check cost nothing.
 7. ``apply(plan, job_id=…)`` creates the plan's ``count`` machines, intent first (one ledger row
    each), and on a failed step releases what it created before raising.
-8. ``start(machine, argv, env)`` starts one command on a running machine and returns a handle;
+8. ``start(machine, argv, env)`` starts one command on a running machine and returns a handle
+   (``start_report(machine, handle)`` says what became of it, where the provider keeps that);
    a provider whose machines take their command at creation (``command_at_creation``) raises
    :class:`~runctl.core.errors.ResourceError` instead and takes ``command``/``env`` through
    ``MachineSpec.extra``.
@@ -300,6 +301,11 @@ class ComputeProvider(ResourceProvider):
     @abstractmethod
     def start(self, machine: Machine, argv: Sequence[str], env: Mapping[str, str]) -> str:
         """Start ``argv`` on ``machine`` with ``env``; returns a handle (e.g. an SSM command id)."""
+
+    def start_report(self, machine: Resource, handle: str) -> str:
+        """What the provider keeps of a start command (``handle`` from :meth:`start`): its status
+        and the end of its output, for a job whose agent never reported. Default: nothing."""
+        return f"{self.name} keeps no log of the start command through its API: logs unavailable"
 
     @abstractmethod
     def catalogue_rate(self, spec: MachineSpec) -> tuple[Rate, str]:

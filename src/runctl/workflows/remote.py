@@ -13,7 +13,8 @@ error):
 * ``preempted`` — the agent saw a spot notice or an OS shutdown, *or* the machine vanished
   (terminated, stopped) while the job was running;
 * ``no_capacity`` — no zone or market could place the machine;
-* ``failed_setup`` — the code bundle or the agent could not be set up;
+* ``failed_setup`` — the code bundle or the agent could not be set up, or the agent missed
+  ``[remote] agent_start_timeout`` (:mod:`runctl.workflows.remote_deadlines`);
 * ``failed_precheck`` — config, credentials or input refused before anything was created
   (never retried);
 * ``cancelled`` — the user stopped it (``--on-interrupt stop|terminate``), or the job reached
@@ -43,7 +44,9 @@ of it — the machine spec to relaunch with, limits, ``--keep``, grace period, o
 ``--auto-resume`` and the poll interval can be given anew.
 
 Ctrl-C on the controller (``on_interrupt``): ``detach`` (default) leaves the job running and
-prints how to reattach (``runctl jobs wait JOB``); ``terminate`` terminates the machine — the agent
+prints how to reattach (``runctl jobs wait JOB``) — once the agent has written a heartbeat;
+before that the machine is released (an agent that never started must not bill);
+``terminate`` terminates the machine — the agent
 gets SIGTERM from the OS shutdown and saves — and records ``cancelled``; ``stop`` stops the
 machine the same way but keeps it (and its disk) and leaves the job ``stopped``, a state that is
 not final: ``runctl jobs resume JOB`` starts the machine again and sends the agent as attempt + 1
@@ -68,6 +71,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from runctl.agent.storage_settings import agent_storage_env
 from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
@@ -92,6 +96,12 @@ from runctl.version import __version__
 from runctl.workflows import launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
+from runctl.workflows.remote_deadlines import (
+    AgentStartWatch,
+    end_on_error,
+    fail_agent_start,
+    release_before_detach,
+)
 
 OnInterrupt = Literal["detach", "stop", "terminate"]
 ON_INTERRUPT: tuple[OnInterrupt, ...] = ("detach", "stop", "terminate")
@@ -277,6 +287,8 @@ class RemoteTrainer:
         self._watch: JobBudgetWatch | None = None
         self._stop_asked: float | None = None  # monotonic time the budget stop was requested
         self._next_refresh = 0.0
+        self._start_watch: AgentStartWatch | None = None  # the current attempt's start deadline
+        self._last_chunk: str | None = None  # the last log chunk echoed, over all attempts
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -390,6 +402,7 @@ class RemoteTrainer:
         from runctl.storage.s3 import machine_credentials
 
         env.update(machine_credentials(self.config.storage, region=self.config.aws.region))
+        env.update(agent_storage_env(self.config.storage))
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
 
     def _start(
@@ -399,6 +412,7 @@ class RemoteTrainer:
             handle = machine.cloud_id  # the machine runs the agent as its own command
         else:
             argv, env = start_command(job, request, storage_url, attempt=attempt)
+            env.update(agent_storage_env(self.config.storage))
             handle = self.provider.start(machine, argv, env)
         self.ledger.add_event(
             "job.attempt",
@@ -446,6 +460,8 @@ class RemoteTrainer:
         except BudgetError as exc:  # a replacement machine was refused
             status = {"detail": f"not resumed: {exc}", "exit_code": int(exc.exit_code)}
             return self._finish(self.ledger.get_job(job.id), request, "cancelled", status)
+        except Exception as exc:  # nothing may leave the job running or its machine billing
+            return RemoteResult(*end_on_error(self.ledger, self.provider, job.id, exc, say=self.say))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -456,14 +472,14 @@ class RemoteTrainer:
     def _follow_attempt(
         self, job: Job, storage: Storage, request: RemoteTrain
     ) -> tuple[str | None, dict[str, Any]]:
-        last_chunk: str | None = None
         last_heartbeat = 0.0
+        self._start_watch = start_watch = AgentStartWatch(self.config.remote.agent_start_timeout)
         while True:
             if self._interrupted is not None:
                 return None, {}
             status = self._read_status(storage)
             if self.echo is not None:
-                data, last_chunk = self._read_new_log(storage, last_chunk)
+                data, self._last_chunk = self._read_new_log(storage, self._last_chunk)
                 if data:
                     self.echo.write(data)
                     self.echo.flush()
@@ -480,6 +496,11 @@ class RemoteTrainer:
                 detail = f"machine {machine_state or 'gone'} while the job was running"
                 self.ledger.add_event("job.machine_gone", detail, job_id=job.id)
                 return "preempted", {"detail": detail}
+            if start_watch.overdue(machine_state, attempt_status):
+                timeout = start_watch.timeout
+                return "failed_setup", fail_agent_start(
+                    self.ledger, self.provider, job, timeout, say=self.say
+                )
             self._watch_cost(job, storage, request)
             time.sleep(request.poll_interval)
 
@@ -622,6 +643,10 @@ class RemoteTrainer:
 
     def _interrupt(self, job: Job, request: RemoteTrain) -> RemoteResult:
         signum = self._interrupted or signal.SIGINT
+        if request.on_interrupt == "detach" and not self._agent_started(job):
+            return RemoteResult(
+                release_before_detach(self.ledger, self.provider, job, signum, say=self.say), 128 + signum
+            )
         if request.on_interrupt == "detach":
             self.say(
                 f"detached; job {job.id} keeps running. Reattach: runctl jobs wait {job.id}; "
@@ -682,6 +707,12 @@ class RemoteTrainer:
             self.ledger.update_job(job.id, state=STOPPED, detail=f"resume failed: {exc}")
             raise
         return job
+
+    def _agent_started(self, job: Job) -> bool:
+        """Whether the current attempt's agent has written a heartbeat (seen, or there now)."""
+        if self._start_watch is not None and self._start_watch.started:
+            return True
+        return self._read_status(job_storage(self.config, job.id)).get("attempt") == job.attempt
 
     def _release_quietly(self, machine: Resource) -> None:
         try:

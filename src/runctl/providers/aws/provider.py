@@ -5,9 +5,10 @@
   launch (intent first) → wait → attach the data volume. If a step after a create fails, what
   this call created is released (verified) and the ledger says so; only then does the error
   reach the caller.
-* ``start`` runs one command on a machine through SSM RunCommand (``AWS-RunShellScript``): the
-  environment is exported and every argument shell-quoted, so hostile arguments (quotes,
-  ``; rm -rf ~``, newlines) arrive unchanged as argv. Returns the SSM command id.
+* ``start`` runs one command on a machine through SSM RunCommand (``AWS-RunShellScript``), once
+  the machine is running and registered with SSM (:mod:`.ssm`): the environment is exported and
+  every argument shell-quoted, so hostile arguments (quotes, ``; rm -rf ~``, newlines) arrive
+  unchanged as argv. Returns the SSM command id.
 * ``lookup``/``release``/``is_billable`` and the discovery methods used by ``resources
   reconcile`` (``find``, ``list_managed``, ``rate_for``, ``retag``, ``gone_state``) dispatch on the
   ledger kind: ``instance`` (EC2), ``volume`` and ``snapshot`` (EBS).
@@ -28,7 +29,7 @@ from runctl.core.ledger import Ledger, Resource
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.retry import RetryPolicy
 from runctl.core.testhooks import crash_point
-from runctl.providers.aws import ebs, ec2, pricing
+from runctl.providers.aws import ebs, ec2, pricing, ssm
 from runctl.providers.aws.ami import AmiResolver
 from runctl.providers.aws.context import TAG_RESOURCE, AwsContext, check_id
 from runctl.providers.base import (
@@ -212,18 +213,20 @@ class AwsProvider(ComputeProvider):
             ) from cause
 
     def start(self, machine: Machine, argv: Sequence[str], env: Mapping[str, str]) -> str:
-        """Run ``argv`` with ``env`` on ``machine`` via SSM RunCommand; returns the command id."""
-        answer = self.ctx.call(
-            "send_command",
-            service="ssm",
-            operation=f"start command on {machine.cloud_id}",
-            resource_id=machine.cloud_id,
-            InstanceIds=[machine.cloud_id],
-            DocumentName="AWS-RunShellScript",
-            Comment=f"runctl {machine.resource_id}",
-            Parameters={"commands": [shell_script(argv, env)]},
+        """Run ``argv`` with ``env`` on ``machine`` via SSM RunCommand once the machine is running
+        and registered with SSM (bounded: :mod:`.ssm`); returns the command id."""
+        return ssm.send_when_registered(
+            self.ctx,
+            self.instances,
+            machine.cloud_id,
+            script=shell_script(argv, env),
+            comment=f"runctl {machine.resource_id}",
+            timeout=self.config.remote.agent_start_timeout,
         )
-        return str(answer["Command"]["CommandId"])
+
+    def start_report(self, machine: Resource, handle: str) -> str:
+        """What the cloud knows of a start command (``handle``: the SSM command id)."""
+        return ssm.command_report(self.ctx, handle, machine.cloud_id or "")
 
     def catalogue_rate(self, spec: MachineSpec) -> tuple[Rate, str]:
         """The catalogue's on-demand rate of ``spec``'s instance type in the region."""
