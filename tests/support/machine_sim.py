@@ -239,6 +239,6 @@ class MachineSimulator:
 
 def _reset_runctl_clients() -> None:
     """runctl's cached boto3 clients in this process follow the new endpoint."""
-    from runctl.providers.aws.session import reset_clients
+    from runctl.clients.aws import reset_clients
 
     reset_clients()

@@ -247,6 +247,9 @@ class RemoteConfig(_Section):
     """
 
     agent_start_timeout: Duration = Field(default=600.0, gt=0)
+    """How long the agent may take to start, from its machine reaching running (SSM registration
+    on EC2, then its first heartbeat); past it the attempt ends failed_setup and the machine is
+    released."""
 
 
 class StorageConfig(_Section):
