@@ -286,7 +286,7 @@ def test_every_config_key_the_docs_name_exists() -> None:
                 if not re.search(rf"\[{section}\]\s*\(", snippet):  # a Markdown link, not a table
                     check(f"{rel}:{line}", section, key or None)
         text = page.read_text()
-        for section, key in re.findall(r"RUNCTL_([A-Z]+)__([A-Z_]+)", text):
+        for section, key in re.findall(r"RUNCTL_([A-Z]+)__([A-Z0-9_]+)", text):
             check(f"{rel}: RUNCTL_{section}__{key}", section.lower(), key.lower())
         for block in doc_blocks.blocks(page):
             if block.lang == "toml":
