@@ -27,7 +27,6 @@ import logging
 import os
 import signal
 import sys
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,9 @@ from runctl.agent.contract import contract_env
 from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
-from runctl.core.errors import ExitCode, RunctlError, ValidationError
+from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.shutdown import ChildOutcome, Supervisor
+from runctl.storage.archive import safe_extract
 from runctl.storage.base import Storage
 
 log = logging.getLogger("runctl.agent")
@@ -74,6 +74,7 @@ class AgentResult:
     state: str
     exit_code: int
     detail: str | None
+    error: RunctlError | None = None  # why the job could not even start (``failed_setup``)
 
 
 def _extract_code(storage: Storage, workdir: Path) -> Path:
@@ -83,14 +84,7 @@ def _extract_code(storage: Storage, workdir: Path) -> Path:
         code.mkdir(parents=True, exist_ok=True)
         return code
     bundle = storage.get_file(CODE_KEY, workdir / CODE_KEY)
-    try:
-        with tarfile.open(bundle) as tar:
-            tar.extractall(code, filter="data")  # refuses absolute paths, '..', devices, links out
-    except (tarfile.TarError, OSError) as exc:
-        raise ValidationError(
-            f"the code bundle cannot be unpacked safely: {exc}",
-            hint="rebuild it with --sync-code; members must stay inside the project directory",
-        ) from exc
+    safe_extract(bundle, code, what="code bundle")
     return code
 
 
@@ -146,7 +140,7 @@ def run_agent(
     except RunctlError as exc:
         sync.write_status(state="failed_setup", detail=str(exc), ended_at=time.time())
         _dead_man(options, machine)
-        return AgentResult("failed_setup", int(exc.exit_code), str(exc))
+        return AgentResult("failed_setup", int(exc.exit_code), str(exc), error=exc)
 
     env = contract_env(
         os.environ,

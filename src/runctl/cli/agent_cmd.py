@@ -69,4 +69,6 @@ def run(
 
         metrics.serve(metrics_port, addr=metrics_host)
     result = run_agent(options, open_storage(storage), imds=Imds(imds_endpoint) if use_imds else None)
+    if result.error is not None:  # recorded in storage; the person or log reading stderr is told too
+        raise result.error
     return result.exit_code
