@@ -12,6 +12,9 @@ Rules (see DESIGN.md):
   error can add an event but never overwrite the outcome.
 * **Cost from intervals.** Entering a billable state opens a usage interval at the resource's
   current rate; leaving it closes the interval. Cost is the sum over intervals.
+* **No secret stored.** Every job detail and event (message and data) is redacted
+  (:func:`runctl.core.secrets.redact`) on its way in, whoever wrote it: a provider's error
+  that echoes a credential is stored masked.
 * **Never silently recreated.** A file that is not a database is copied to a
   ``.corrupt-<time>`` backup and reported (exit code 74); runctl refuses to start a fresh one in
   its place, so no record of a running machine is thrown away by accident.
@@ -36,6 +39,7 @@ from typing import Any
 
 from runctl.core.errors import LedgerCorruptError, NotFoundError, StateError, ValidationError
 from runctl.core.paths import ensure_state_dir
+from runctl.core.secrets import redact
 
 LEDGER_FILE = "ledger.db"
 BUSY_TIMEOUT_S = 30.0
@@ -352,9 +356,10 @@ class Ledger:
         resource_id: str | None,
         data: dict[str, Any] | None,
     ) -> None:
+        stored = json.dumps(_redacted(data)) if data else None
         conn.execute(
             "INSERT INTO events (ts, kind, message, job_id, resource_id, data) VALUES (?,?,?,?,?,?)",
-            (time.time(), kind, message, job_id, resource_id, json.dumps(data) if data else None),
+            (time.time(), kind, redact(message), job_id, resource_id, stored),
         )
 
     def events(self, *, job_id: str | None = None, limit: int = 100) -> list[Event]:
@@ -443,6 +448,8 @@ class Ledger:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         if fields.get("state") in FINAL_JOB_STATES:
             raise ValueError("use finish_job() to enter a final state")
+        if isinstance(fields.get("detail"), str):
+            fields["detail"] = redact(fields["detail"])
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as conn:
             cur = conn.execute(
@@ -464,6 +471,7 @@ class Ledger:
         """Enter a final state once. Returns False if the job was already final (kept as is)."""
         if state not in FINAL_JOB_STATES:
             raise ValueError(f"{state!r} is not a final job state")
+        detail = redact(detail) if detail else detail
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, exit_code = ?, detail = ?, ended_at = ?,"
@@ -713,6 +721,17 @@ class Ledger:
             )
             for r in rows
         ]
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (event data) with every string in it redacted; its shape is kept."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _filters(**conditions: Any) -> tuple[str, list[Any]]:
