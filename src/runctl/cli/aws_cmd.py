@@ -14,7 +14,7 @@ import typer
 
 from runctl.cli import render
 from runctl.cli.cost_cmd import OverBudgetOpt, launch_check, precheck
-from runctl.cli.options import OutputOpt, duration_arg
+from runctl.cli.options import MONEY, OutputOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -109,7 +109,7 @@ def create(
         ),
     ] = None,
     max_price: Annotated[
-        float | None, typer.Option("--max-price", help="Spot: most USD/hour to pay.")
+        float | None, typer.Option("--max-price", parser=MONEY, help="Spot: most USD/hour to pay.")
     ] = None,
     az: Annotated[
         str | None, typer.Option("--az", help="Only this zone (default: walk the region's zones).")

@@ -16,7 +16,7 @@ import typer
 
 from runctl.cli import render
 from runctl.cli.cost_cmd import OverBudgetOpt, launch_check, precheck
-from runctl.cli.options import OutputOpt
+from runctl.cli.options import BID, OutputOpt
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -178,7 +178,7 @@ def create(
     ] = False,
     bid: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Bid in USD per GPU-hour (implies --spot; default: spot price)."),
+        typer.Option(parser=BID, help="Bid in USD per GPU-hour (implies --spot; default: spot price)."),
     ] = None,
     name: Annotated[str | None, typer.Option(help="A label added to the pod name.")] = None,
     over_budget: OverBudgetOpt = False,
@@ -368,7 +368,7 @@ def resume(
     pod_ref: PodArg,
     bid: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Bid per GPU-hour for an interruptible pod (default: its bid)."),
+        typer.Option(parser=BID, help="Bid per GPU-hour for an interruptible pod (default: its bid)."),
     ] = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:

@@ -17,7 +17,7 @@ import typer
 from runctl.cli import render
 from runctl.cli.cost_cmd import OverBudgetOpt
 from runctl.cli.observe import MetricsPortOpt, metrics_server
-from runctl.cli.options import OutputOpt, duration_arg
+from runctl.cli.options import BID, OutputOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -214,7 +214,9 @@ def runpod_train(
     cloud: Annotated[str | None, typer.Option(help="secure, community or all.")] = None,
     image: Annotated[str | None, typer.Option(help="Container image.")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="Interruptible pod.")] = False,
-    bid: Annotated[float | None, typer.Option(min=0.0, help="Bid per GPU-hour (implies --spot).")] = None,
+    bid: Annotated[
+        float | None, typer.Option(parser=BID, help="Bid per GPU-hour (implies --spot).")
+    ] = None,
     name: NameOpt = None,
     project_dir: ProjectOpt = Path("."),
     sync_code: SyncOpt = True,

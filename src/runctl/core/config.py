@@ -13,7 +13,10 @@ fall back to a default) with a "did you mean". Every error names where the value
 (file or environment variable), the key path and what to write instead.
 
 Durations accept seconds (``30``) or a number with a unit (``500ms``, ``30s``, ``5m``, ``2h``,
-``1d``). Sizes (``[storage]``) accept bytes (``1048576``) or a number with a unit
+``1d``), at most :data:`MAX_DURATION_S` (ten years: anything longer is a typo, and would
+overflow the timers it feeds). Every number must be finite: ``inf`` and ``nan`` are refused for
+prices, rates, budgets and durations, from a file or a ``RUNCTL_*`` variable alike.
+Sizes (``[storage]``) accept bytes (``1048576``) or a number with a unit
 (``64MiB``, ``1GiB``; ``MB``/``GB`` are decimal). Secrets (``runpod.api_key``) are
 :class:`pydantic.SecretStr`: masked in every repr, in ``model_dump`` and in ``runctl config show``.
 AWS credentials are never read from runctl's config: boto3's own credential chain is the only
@@ -52,6 +55,7 @@ from runctl.core.paths import find_project_config, user_config_path
 
 ENV_PREFIX = "RUNCTL_"
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION_S = 10 * 365 * 86400.0
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
@@ -72,6 +76,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds <= 0:
         raise ValueError(f"a duration must be greater than 0, got {value!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration must be at most 3650d (ten years), got {value!r}")
     return seconds
 
 
@@ -101,7 +107,7 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AwsConfig(_Section):

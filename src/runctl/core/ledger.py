@@ -25,6 +25,7 @@ The schema version is ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades forwa
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import shutil
 import socket
@@ -584,6 +585,7 @@ class Ledger:
         zone: str | None = None,
     ) -> Resource:
         """Fill in what the cloud answered for an ``intent`` row."""
+        _check_rate(rate_usd_per_hour)
         with self._tx() as conn:
             conn.execute(
                 "UPDATE resources SET cloud_id = ?, rate_usd_per_hour = COALESCE(?,"
@@ -629,6 +631,7 @@ class Ledger:
 
     def set_rate(self, resource_id: str, rate_usd_per_hour: float) -> None:
         """A new rate from now on (e.g. a refreshed spot price): splits the open interval."""
+        _check_rate(rate_usd_per_hour)
         with self._tx() as conn:
             now = time.time()
             conn.execute(
@@ -721,6 +724,16 @@ class Ledger:
             )
             for r in rows
         ]
+
+
+def _check_rate(rate: float | None) -> None:
+    """A rate is a finite, non-negative number: cost is Σ(interval × rate), and one ``inf`` or
+    ``nan`` would make every total that includes it meaningless (and ``jobs list -o json`` invalid)."""
+    if rate is not None and not (math.isfinite(rate) and rate >= 0):
+        raise ValidationError(
+            f"hourly rate {rate!r} is not a finite, non-negative number of USD",
+            hint="check the price it came from ([local] rate_usd_per_hour, the provider's price list)",
+        )
 
 
 def _redacted(value: Any) -> Any:

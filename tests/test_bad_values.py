@@ -1,0 +1,67 @@
+"""Bad values that used to get through (issue 14): non-finite money and durations, and the
+internal errors (exit 70) where a clear error belongs. Each is one clear error, no traceback."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from runctl.cli.render import json_text
+from runctl.core.errors import ValidationError
+from runctl.core.ledger import LEDGER_FILE, Ledger
+from tests.conftest import run_cli
+
+
+def clear_error(result: object, code: int, *words: str) -> None:
+    out, err = result.stdout, result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == code, (result.returncode, err)  # type: ignore[attr-defined]
+    assert "Traceback" not in out + err and "internal error" not in err, err
+    assert [line for line in err.splitlines() if line.lower().startswith("error:")], err
+    for word in words:
+        assert word in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["aws", "create", "t3.micro", "--spot", "--max-price", "nan"], "--max-price"),
+        (["aws", "create", "t3.micro", "--spot", "--max-price", "inf"], "--max-price"),
+        (["runpod", "create", "--bid", "inf"], "--bid"),
+        (["runpod", "train", "new", "t.py", "--bid", "nan"], "--bid"),
+        (["cost", "estimate", "runpod", "--bid", "-inf"], "--bid"),
+        (["doctor", "--timeout", "inf"], "--timeout"),
+        (["doctor", "--timeout", "1e308"], "--timeout"),
+        (["top", "--interval", "nan"], "--interval"),
+        (["local", "--max-duration", "99999999999d", "t.py"], "--max-duration"),
+    ],
+)
+def test_non_finite_options_are_usage_errors(args: list[str], option: str) -> None:
+    clear_error(run_cli(*args), 64, option)
+
+
+def test_a_non_finite_rate_never_reaches_the_ledger(tmp_path: Path) -> None:
+    with Ledger(tmp_path / LEDGER_FILE) as ledger:
+        intent = ledger.record_intent(provider="aws", kind="instance")
+        for rate in (math.inf, math.nan, -1.0):
+            with pytest.raises(ValidationError, match="finite"):
+                ledger.mark_created(intent.id, cloud_id="i-1", state="running", billable=True,
+                                    rate_usd_per_hour=rate)  # fmt: skip
+        with pytest.raises(ValidationError):
+            ledger.set_rate(intent.id, math.inf)
+
+
+def test_json_output_is_always_json() -> None:
+    assert json.loads(json_text({"cost": 1.5})) == {"cost": 1.5}
+    with pytest.raises(ValueError):
+        json_text({"cost": math.inf})  # refused, never printed as Infinity
+
+
+def test_jobs_list_json_is_valid_with_an_env_rate(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("print('x')\n")
+    result = run_cli("local", "t.py", cwd=tmp_path, env={"RUNCTL_LOCAL__RATE_USD_PER_HOUR": "inf"})
+    clear_error(result, 78, "RUNCTL_LOCAL__RATE_USD_PER_HOUR", "finite")
+    listed = run_cli("jobs", "list", "-o", "json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
