@@ -65,3 +65,41 @@ def test_jobs_list_json_is_valid_with_an_env_rate(tmp_path: Path) -> None:
     clear_error(result, 78, "RUNCTL_LOCAL__RATE_USD_PER_HOUR", "finite")
     listed = run_cli("jobs", "list", "-o", "json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "words"),
+    [
+        (["jobs", "list", "--limit", "99999999999999999999"], {}, 64, ["--limit"]),
+        (["events", "--limit", "9223372036854775808"], {}, 64, ["--limit"]),
+        (["init", "/dev/null/x.toml"], {}, 73, ["/dev/null/x.toml", "Not a directory"]),
+        (["--config", "/nonexistent.toml", "jobs", "list"], {}, 78, ["/nonexistent.toml", "does not exist"]),
+        (["jobs", "list"], {"RUNCTL_CONFIG": "/"}, 78, ["is a directory"]),
+        (
+            ["config", "validate"],
+            {"RUNCTL_AWS__REGION": "us-east-1a"},
+            78,
+            ["aws.region", "not an AWS region"],
+        ),
+        (["config", "validate"], {"RUNCTL_AWS__REGION": "Frankfurt"}, 78, ["aws.region", "us-east-1"]),
+    ],
+)
+def test_former_internal_errors_are_clear(
+    args: list[str], env: dict[str, str], code: int, words: list[str]
+) -> None:
+    clear_error(run_cli(*args, env=env), code, *words)
+
+
+def test_a_scalar_section_with_an_env_override_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / ".runctl.toml").write_text('aws = "us-east-1"\n')
+    result = run_cli("config", "validate", cwd=tmp_path, env={"RUNCTL_AWS__REGION": "us-east-1"})
+    clear_error(result, 78, str(tmp_path / ".runctl.toml"), "RUNCTL_AWS__REGION", "[aws] table")
+
+
+@pytest.mark.parametrize(
+    "region", ["us-east-1", "us-gov-west-1", "cn-north-1", "us-isob-east-1", "ap-southeast-2"]
+)
+def test_real_region_names_pass(region: str) -> None:
+    from runctl.core.config import load_config
+
+    assert load_config(environ={"RUNCTL_AWS__REGION": region}).config.aws.region == region

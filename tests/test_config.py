@@ -413,7 +413,7 @@ configs = st.fixed_dictionaries(
             price_stale_days=st.integers(1, 3650),
         ),
         "aws": _section(
-            region=_text,
+            region=st.from_regex(r"[a-z]{2}(-[a-z]{1,9}){1,3}-[0-9]{1,2}", fullmatch=True),
             use_spot=st.booleans(),
             spot_max_price=_positive,
             security_group_ids=st.lists(_text, max_size=3),

@@ -87,6 +87,16 @@ def _global(
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
+    if config is not None and not config.expanduser().is_file():
+        from runctl.core.errors import ConfigError
+
+        # every command, even one that never reads the config, must not run on the wrong one
+        raise ConfigError(
+            f"config file {config} "
+            + ("is a directory, not a file" if config.expanduser().is_dir() else "does not exist"),
+            path=str(config),
+            hint="check the --config path (or RUNCTL_CONFIG), or run 'runctl init' to write one",
+        )
     STATE.config_path = config
     STATE.debug = debug
     STATE.log_format = log_format.value if log_format else None

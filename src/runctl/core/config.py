@@ -56,6 +56,9 @@ from runctl.core.paths import find_project_config, user_config_path
 ENV_PREFIX = "RUNCTL_"
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 MAX_DURATION_S = 10 * 365 * 86400.0
+#: An AWS region's name: partition-area[-qualifier]-direction-number (us-east-1, us-gov-west-1,
+#: cn-north-1, us-isob-east-1); checked by shape, so a region newer than runctl still passes.
+AWS_REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+){1,3}-\d{1,2}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
@@ -127,6 +130,17 @@ class AwsConfig(_Section):
     s3_bucket: str | None = None
     s3_prefix: str = "runctl"
     max_running_instances: PositiveInt = 10
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        """A region is checked on load: a typo must not pass ``config validate`` and fail at the
+        first call (an endpoint that does not resolve)."""
+        if value is not None and not AWS_REGION_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not an AWS region name: write one like us-east-1, eu-west-3 or us-gov-west-1"
+            )
+        return value
 
     @field_validator("s3_bucket")
     @classmethod
@@ -323,7 +337,15 @@ def load_config(
 
     env_layer, env_keys = _env_layer(environ)
     for (section, key), (var, value) in env_layer.items():
-        merged.setdefault(section, {})[key] = value
+        if not isinstance(merged.setdefault(section, {}), dict):
+            raise ConfigError(
+                f"{origins[(section,)]}: {section!r} is a value, not a [{section}] table, so {var} "
+                f"cannot set {section}.{key} in it",
+                path=_file_of(origins[(section,)]),
+                key=section,
+                hint=f'write the section as a table: [{section}] with "key = value" lines under it',
+            )
+        merged[section][key] = value
         origins[(section, key)] = f"environment variable {var}"
 
     try:
@@ -424,6 +446,10 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _file_of(source: str) -> str | None:
+    return source[len("file ") :] if source.startswith("file ") else None
+
+
 def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], str]) -> ConfigError:
     lines: list[str] = []
     first_key: str | None = None
@@ -450,7 +476,7 @@ def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], s
             shown = "" if secret else f" (got {given!r})"
             lines.append(f"{source}: {key}: {err['msg']}{shown}")
     summary = lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines)
-    path = first_source[len("file ") :] if first_source and first_source.startswith("file ") else None
+    path = _file_of(first_source) if first_source else None
     return ConfigError(
         f"invalid configuration: {summary}",
         path=path,
