@@ -259,6 +259,9 @@ def test_dry_run_prints_the_plan_and_creates_nothing(fault_proxy, aws, cli):
     plan = json.loads(result.stdout)
     assert [c["market"] for c in plan["candidates"]] == ["spot"] * 5 + ["on-demand"] * 5
     assert plan["run_instances"]["InstanceType"] == "t3.micro"
+    market = plan["run_instances"]["InstanceMarketOptions"]  # what the first attempt sends
+    assert market["MarketType"] == "spot" and market["SpotOptions"]["SpotInstanceType"] == "one-time"
+    assert plan["run_instances"]["Placement"]["AvailabilityZone"] == plan["candidates"][0]["zone"]
     assert fault_proxy.count("RunInstances") == 0
     assert Ledger.open_default().list_resources() == []
 

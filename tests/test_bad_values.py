@@ -103,3 +103,39 @@ def test_real_region_names_pass(region: str) -> None:
     from runctl.core.config import load_config
 
     assert load_config(environ={"RUNCTL_AWS__REGION": region}).config.aws.region == region
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["agent", "run", "--job-id", "j-1", "--storage", "", "t.py"], 65, ["storage URI is empty"]),
+        (["agent", "run", "--job-id", "j-1", "--storage", "gs://b/p", "t.py"], 65, ["gs://b/p", "s3://"]),
+        (["agent", "run", "--job-id", "j-1", "--storage", "store", "missing.py"], 66, ["missing.py"]),
+        (["agent", "run", "--job-id", "j-1", "--storage", "junk-bundle", "t.py"], 65, ["code bundle"]),
+        (["local", "--checkpoint-dir", "", "t.py"], 64, ["--checkpoint-dir is empty"]),
+        (["s3", "presign", "s3://bucket/key", "--expires", "1ms"], 64, ["--expires", "at least 1s"]),
+        (["s3", "presign", "s3://bucket/key", "--expires", "0.5"], 64, ["--expires", "at least 1s"]),
+    ],
+)
+def test_agent_and_option_failures_say_why_on_stderr(
+    tmp_path: Path, args: list[str], code: int, words: list[str]
+) -> None:
+    (tmp_path / "t.py").write_text("print('ran')\n")
+    (tmp_path / "store").mkdir()
+    (tmp_path / "junk-bundle").mkdir()
+    (tmp_path / "junk-bundle" / "code.tar.gz").write_bytes(b"not a tarball at all" * 10)
+    result = run_cli(*args, cwd=tmp_path)
+    clear_error(result, code, *words)
+    assert "ran" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('[checkpoint]\ndir = ""\n', "checkpoint.dir"),
+        ('[storage]\nuri = "gs://bucket/runs"\n', "storage.uri"),
+    ],
+)
+def test_config_paths_that_would_mean_something_else_are_refused(tmp_path: Path, body: str, key: str) -> None:
+    (tmp_path / ".runctl.toml").write_text(body)
+    clear_error(run_cli("config", "validate", cwd=tmp_path), 78, key)

@@ -170,8 +170,10 @@ def create(
         "budget": {"allowed": verdict.allowed, "refusals": verdict.refusals, "warnings": verdict.warnings},
     }
     if dry_run:
+        from runctl.providers.aws.ec2 import first_attempt
+
         if output is CreateOutput.json:
-            render.print_json({**summary, "run_instances": plan.request["run_instances"]})
+            render.print_json({**summary, "run_instances": first_attempt(plan.request)})
         else:
             tries = ", ".join(f"{c['market']}@{c['zone']}" for c in plan.request["candidates"])
             rate = plan.rate_usd_per_hour

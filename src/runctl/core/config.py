@@ -177,6 +177,14 @@ class CheckpointConfig(_Section):
 
     dir: Path | None = None
     keep_last_n: PositiveInt | None = None
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        """``dir = ""`` would be read as the current directory: refuse it."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path; give a directory, or leave the key out")
+        return value
     resume: bool = True
 
 
@@ -235,6 +243,8 @@ class StorageConfig(_Section):
     @classmethod
     def _s3_uri(cls, value: str | None) -> str | None:
         """An ``s3://`` URI is checked on load (bucket naming rules), not at the first upload."""
+        if value is not None:
+            _storage_check("check_location", value)
         if value is not None and value.lower().startswith("s3://"):
             _storage_check("parse_s3_uri", value)
         return value

@@ -54,6 +54,24 @@ def is_s3_uri(text: str) -> bool:
     return text.lower().startswith(S3_SCHEME)
 
 
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_location(text: str, *, arg: str = "storage URI") -> str:
+    """``text`` if it can be a storage location (``s3://…`` or a directory path); an empty value
+    or another scheme (``gs://``, ``ftp://``, ``file://``) would silently become a local
+    directory named after it, so it is a :class:`ValidationError` naming ``arg``."""
+    if not text.strip():
+        raise ValidationError(f"{arg} is empty", hint="write s3://BUCKET/PREFIX or a directory path")
+    if _SCHEME_RE.match(text) and not is_s3_uri(text):
+        raise ValidationError(
+            f"{arg} {text!r}: only s3:// URIs and directory paths are storage",
+            hint="write s3://BUCKET/PREFIX (any S3-compatible store: set [storage] endpoint_url) "
+            "or a directory path",
+        )
+    return text
+
+
 def validate_bucket(bucket: str, *, arg: str = "URI") -> str:
     """Return ``bucket`` if S3 allows the name, else raise a :class:`ValidationError` saying why."""
     problem = None
