@@ -17,7 +17,13 @@ Rules (see DESIGN.md):
   that echoes a credential is stored masked.
 * **Never silently recreated.** A file that is not a database is copied to a
   ``.corrupt-<time>`` backup and reported (exit code 74); runctl refuses to start a fresh one in
-  its place, so no record of a running machine is thrown away by accident.
+  its place, so no record of a running machine is thrown away by accident. An empty (0-byte)
+  file counts as corrupt too: SQLite would take it for a new database, but runctl never leaves
+  one behind (a new ledger is built under a temporary name and linked into place once it has
+  its header, so no other process, and no crash, can see it empty), so an empty ledger is one
+  that something else truncated.
+* **Private.** The ledger is created 0600 whatever the umask; SQLite gives its ``-wal`` and
+  ``-shm`` files the database's mode.
 
 The schema version is ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades forward only.
 """
@@ -38,7 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runctl.core.errors import LedgerCorruptError, NotFoundError, StateError, ValidationError
+from runctl.core.errors import (
+    LedgerCorruptError,
+    NotFoundError,
+    StateDirError,
+    StateError,
+    ValidationError,
+)
 from runctl.core.paths import ensure_state_dir
 from runctl.core.secrets import redact
 
@@ -237,6 +249,16 @@ class Ledger:
         self.path = path
         self._lock = threading.RLock()
         try:
+            if not path.exists():
+                _create(path)
+            elif path.is_file() and path.stat().st_size == 0:
+                self._refuse_empty()
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot create the ledger {path}: {exc.strerror}",
+                hint=f"{path.parent} must be a writable directory, or set RUNCTL_STATE_DIR to another one",
+            ) from exc
+        try:
             self._conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
@@ -264,6 +286,24 @@ class Ledger:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _backup(self) -> str:
+        backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            shutil.copy2(self.path, backup)
+            return f"a copy was saved as {backup}"
+        except OSError:
+            return "no backup could be written"
+
+    def _refuse_empty(self) -> None:
+        saved = self._backup()
+        raise LedgerCorruptError(
+            f"the ledger {self.path} is empty (0 bytes): its records are gone (truncated by a full "
+            f"disk, a sync tool or a command); {saved}",
+            hint=f"restore {self.path} from a backup if you have one; to start a new, empty ledger, "
+            f"delete it (rm {self.path}) and run runctl again. Then 'runctl resources reconcile' finds "
+            "cloud resources runctl tagged",
+        )
+
     def _raise_corrupt(self, exc: sqlite3.DatabaseError) -> None:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise StateError(
@@ -279,12 +319,7 @@ class Ledger:
             ) from exc
         if not any(sign in str(exc) for sign in ("not a database", "malformed", "corrupt")):
             raise exc
-        backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        try:
-            shutil.copy2(self.path, backup)
-            saved = f"a copy was saved as {backup}"
-        except OSError:
-            saved = "no backup could be written"
+        saved = self._backup()
         raise LedgerCorruptError(
             f"the ledger {self.path} is not a readable database ({exc}); {saved}",
             hint=f"move {self.path} aside to start a new ledger, or restore it from a backup; "
@@ -329,6 +364,32 @@ class Ledger:
                 for statement in filter(str.strip, MIGRATIONS[target].split(";")):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={target + 1}")
+
+    def check_writable(self) -> None:
+        """Raise :class:`StateError` (naming the file or directory and the fix) unless runctl can
+        write here: a write transaction is begun, tried and rolled back, so nothing changes."""
+        import os
+
+        def fix(target: Path) -> str:
+            return (
+                f"make it writable (chmod u+w {target}; chattr -i {target} if it is immutable; "
+                "remount a read-only file system read-write), or set RUNCTL_STATE_DIR to a "
+                "writable directory"
+            )
+
+        for target, what in ((self.path, "file"), (self.path.parent, "directory")):
+            if not os.access(target, os.W_OK):
+                raise StateError(f"the ledger {what} {target} is not writable", hint=fix(target))
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.execute("CREATE TABLE main.runctl_write_probe (x)")
+                finally:
+                    self._conn.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                message = f"the ledger {self.path} cannot be written: {exc}"
+                raise StateError(message, hint=fix(self.path)) from None
 
     def integrity_check(self) -> str:
         """SQLite's own integrity check: ``"ok"`` when the file is sound."""
@@ -724,6 +785,34 @@ class Ledger:
             )
             for r in rows
         ]
+
+
+def _create(path: Path) -> None:
+    """A new, empty ledger at ``path`` (0600, WAL, header written), appearing there all at once:
+    built under a temporary name and hard-linked into place; if another process made one
+    meanwhile, that one is kept."""
+    import os
+
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.chmod(temp, 0o600)  # the umask may have removed bits, never added: make it exact
+        conn = sqlite3.connect(temp)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the file is a database now
+        finally:
+            conn.close()
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return  # another runctl created it first: use that one
+        except OSError:  # a file system without hard links: a plain rename, if still free
+            if not path.exists():
+                os.rename(temp, path)
+    finally:
+        for leftover in (temp, temp.with_name(temp.name + "-wal"), temp.with_name(temp.name + "-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def _check_rate(rate: float | None) -> None:
