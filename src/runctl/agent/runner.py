@@ -37,6 +37,7 @@ from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
 from runctl.core.errors import ExitCode, RunctlError
+from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
 from runctl.storage.archive import safe_extract
 from runctl.storage.base import Storage
@@ -81,8 +82,7 @@ def _extract_code(storage: Storage, workdir: Path) -> Path:
     """The code directory: the bundle unpacked if there is one, else the work directory."""
     code = workdir / "code"
     if not storage.exists(CODE_KEY):
-        code.mkdir(parents=True, exist_ok=True)
-        return code
+        return make_private_dirs(code)
     bundle = storage.get_file(CODE_KEY, workdir / CODE_KEY)
     safe_extract(bundle, code, what="code bundle")
     return code
@@ -111,8 +111,8 @@ def run_agent(
     checkpoint_dir = workdir / "checkpoints"
     output_dir = workdir / "outputs"
     for directory in (checkpoint_dir, output_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / f"attempt-{options.attempt}.log"
+        make_private_dirs(directory)
+    log_path = create_private_file(workdir / f"attempt-{options.attempt}.log")
     if machine is None and imds is not None:
         try:
             machine = Ec2Machine(imds)
