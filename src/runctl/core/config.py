@@ -160,6 +160,10 @@ class RunpodConfig(_Section):
     image: str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
     container_disk_gb: PositiveInt = 50
     volume_gb: int = Field(default=0, ge=0)
+    #: Pods get short-lived STS credentials limited to their job's storage; a job that may
+    #: outlive them (no max duration, or too long a one) is refused unless this is true, and
+    #: then gets the controller's own keys (runctl.providers.aws.sts).
+    long_lived_credentials: bool = False
 
 
 class LocalConfig(_Section):
