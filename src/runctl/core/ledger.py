@@ -253,9 +253,9 @@ class Ledger:
                 _create(path)
             elif path.is_file() and path.stat().st_size == 0:
                 self._refuse_empty()
-        except OSError as exc:
+        except (OSError, sqlite3.DatabaseError) as exc:
             raise StateDirError(
-                f"cannot create the ledger {path}: {exc.strerror}",
+                f"cannot create the ledger {path}: {getattr(exc, 'strerror', None) or exc}",
                 hint=f"{path.parent} must be a writable directory, or set RUNCTL_STATE_DIR to another one",
             ) from exc
         try:
