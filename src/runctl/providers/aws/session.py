@@ -150,9 +150,12 @@ def _register_credentials(core: Any) -> None:
     """Mask the credentials botocore resolved for this client (cached by the session: free)."""
     from runctl.core.secrets import register_all
 
-    credentials = core.get_credentials()
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
+    try:
+        credentials = core.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    except Exception:  # an expired SSO token, say: the first call reports it, classified
+        return
+    if frozen is not None:
         register_all((frozen.access_key, frozen.secret_key, frozen.token))
 
 
