@@ -267,4 +267,3 @@ def test_a_read_only_ledger_is_reported_and_left_unchanged(seeded_state: Path, t
     assert listed.returncode == 0 and [j["name"] for j in json.loads(listed.stdout)] == ["seed"]
     assert "Traceback" not in doctor.stderr + listed.stderr
     assert ledger_dump(path) == before
-

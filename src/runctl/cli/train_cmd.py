@@ -214,9 +214,7 @@ def runpod_train(
     cloud: Annotated[str | None, typer.Option(help="secure, community or all.")] = None,
     image: Annotated[str | None, typer.Option(help="Container image.")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="Interruptible pod.")] = False,
-    bid: Annotated[
-        float | None, typer.Option(parser=BID, help="Bid per GPU-hour (implies --spot).")
-    ] = None,
+    bid: Annotated[float | None, typer.Option(parser=BID, help="Bid per GPU-hour (implies --spot).")] = None,
     name: NameOpt = None,
     project_dir: ProjectOpt = Path("."),
     sync_code: SyncOpt = True,

@@ -181,6 +181,7 @@ class CheckpointConfig(_Section):
 
     dir: Path | None = None
     keep_last_n: PositiveInt | None = None
+    resume: bool = True
 
     @field_validator("dir", mode="before")
     @classmethod
@@ -189,7 +190,6 @@ class CheckpointConfig(_Section):
         if isinstance(value, str) and not value.strip():
             raise ValueError("an empty path; give a directory, or leave the key out")
         return value
-    resume: bool = True
 
 
 class MonitoringConfig(_Section):

@@ -284,9 +284,7 @@ def _register_env_secrets(value: Any) -> None:
     if isinstance(value, dict):
         for name, inner in value.items():
             if name == "env" and isinstance(inner, list):
-                register_env(
-                    {str(e.get("key")): str(e.get("value")) for e in inner if isinstance(e, dict)}
-                )
+                register_env({str(e.get("key")): str(e.get("value")) for e in inner if isinstance(e, dict)})
             else:
                 _register_env_secrets(inner)
     elif isinstance(value, list):
