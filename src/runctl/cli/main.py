@@ -87,6 +87,13 @@ def _global(
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
+    STATE.config_path = config
+    STATE.debug = debug
+    STATE.log_format = log_format.value if log_format else None
+    STATE.verbosity = -1 if quiet else verbose
+    from runctl.core.logs import setup_logging
+
+    setup_logging(STATE.log_format, verbosity=STATE.verbosity)  # type: ignore[arg-type]
     if config is not None and not config.expanduser().is_file():
         from runctl.core.errors import ConfigError
 
@@ -97,13 +104,6 @@ def _global(
             path=str(config),
             hint="check the --config path (or RUNCTL_CONFIG), or run 'runctl init' to write one",
         )
-    STATE.config_path = config
-    STATE.debug = debug
-    STATE.log_format = log_format.value if log_format else None
-    STATE.verbosity = -1 if quiet else verbose
-    from runctl.core.logs import setup_logging
-
-    setup_logging(STATE.log_format, verbosity=STATE.verbosity)  # type: ignore[arg-type]
     ctx.call_on_close(STATE.export_metrics)
 
 
