@@ -48,3 +48,27 @@ def test_bundle_round_trip_and_missing_script(tmp_path: Path) -> None:
     assert all(m.uid == 0 and m.uname == "" for m in members.values())
     with pytest.raises(ValidationError, match="not part of the project"):
         build_bundle(project, tmp_path / "x.tar.gz", must_contain="nope.py")
+
+
+def test_the_bundle_holds_no_links_and_unpacks_safely(tmp_path: Path) -> None:
+    """Links inside the project are stored as copies (the agent refuses link members); a link
+    that leaves the project, or a directory link to its own ancestor, is left out."""
+    from runctl.storage.archive import safe_extract
+
+    project = tmp_path / "p"
+    make_project(project)
+    (project / "model-link.py").symlink_to("pkg/model.py")
+    (project / "pkg-link").symlink_to("pkg")
+    (project / "pkg" / "up").symlink_to("..")
+    (project / "hard.py").hardlink_to(project / "train.py")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    bundle = build_bundle(project, tmp_path / "code.tar.gz")
+    with tarfile.open(bundle) as tar:
+        members = tar.getmembers()
+    assert all(m.isreg() for m in members), [(m.name, m.type) for m in members]
+    names = {m.name for m in members}
+    assert {"model-link.py", "pkg-link/model.py", "hard.py", "train.py"} <= names
+    assert not any(n.startswith("pkg/up") for n in names)
+    written = safe_extract(bundle, tmp_path / "out")
+    assert (tmp_path / "out" / "pkg-link" / "model.py").read_text() == "X = 1\n"
+    assert len(written) == len(members)

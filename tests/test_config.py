@@ -58,6 +58,12 @@ BAD_FILES = [
         ["unknown key", "did you mean 'grace_period'"],
     ),
     ("section-not-a-table", "local = 5\n", "local", ["dictionary"]),
+    ("inf-rate", "[local]\nrate_usd_per_hour = inf\n", "local.rate_usd_per_hour", ["finite"]),
+    ("inf-budget", "[cost]\nbudget_usd = inf\n", "cost.budget_usd", ["finite"]),
+    ("nan-budget", "[cost]\nmax_cost_usd = nan\n", "cost.max_cost_usd", ["finite"]),
+    ("inf-spot-price", "[aws]\nspot_max_price = inf\n", "aws.spot_max_price", ["finite"]),
+    ("inf-hourly", "[cost]\nmax_hourly_usd = inf\n", "cost.max_hourly_usd", ["finite"]),
+    ("endless-duration", '[local]\nmax_duration = "99999999d"\n', "local.max_duration", ["3650d"]),
 ]
 
 
@@ -108,6 +114,9 @@ def test_several_problems_are_reported_together(tmp_path: Path) -> None:
             ["environment variable RUNCTL_LOCAL__GRACE_PERIOD", "local.grace_period", "not a duration"],
         ),
         ("RUNCTL_LOCAL__USE_UV", "perhaps", ["RUNCTL_LOCAL__USE_UV", "local.use_uv"]),
+        ("RUNCTL_LOCAL__RATE_USD_PER_HOUR", "inf", ["RUNCTL_LOCAL__RATE_USD_PER_HOUR", "finite"]),
+        ("RUNCTL_COST__BUDGET_USD", "NaN", ["RUNCTL_COST__BUDGET_USD", "finite"]),
+        ("RUNCTL_AWS__SPOT_MAX_PRICE", "Infinity", ["RUNCTL_AWS__SPOT_MAX_PRICE", "finite"]),
         (
             "RUNCTL_LOCAL__GRACE_PERIOT",
             "5",
@@ -404,7 +413,7 @@ configs = st.fixed_dictionaries(
             price_stale_days=st.integers(1, 3650),
         ),
         "aws": _section(
-            region=_text,
+            region=st.from_regex(r"[a-z]{2}(-[a-z]{1,9}){1,3}-[0-9]{1,2}", fullmatch=True),
             use_spot=st.booleans(),
             spot_max_price=_positive,
             security_group_ids=st.lists(_text, max_size=3),

@@ -16,6 +16,7 @@ from runctl.clients.clock import server_clock_offset
 from runctl.workflows.doctor import skew_check
 from tests.conftest import run_cli
 from tests.support.fault_proxy import FaultProxy, ec2_error
+from tests.support.readonly import read_only
 
 
 @pytest.fixture
@@ -122,6 +123,21 @@ def test_corrupt_ledger_fails(no_aws: None, isolated_env: Path) -> None:
     code, checks = doctor()
     assert code == 1
     assert checks["ledger"]["status"] == "fail" and "not a readable database" in checks["ledger"]["message"]
+
+
+def test_a_read_only_ledger_fails_naming_the_file_and_the_fix(no_aws: None, isolated_env: Path) -> None:
+    assert doctor()[1]["ledger"]["status"] == "ok"  # creates it
+    ledger = isolated_env / "ledger.db"
+    before = ledger.read_bytes()
+    with read_only(ledger):
+        code, checks = doctor()
+    assert code == 1
+    check = checks["ledger"]
+    assert (
+        check["status"] == "fail" and str(ledger) in check["message"] and "not writable" in check["message"]
+    )
+    assert "chmod u+w" in check["fix"] and "RUNCTL_STATE_DIR" in check["fix"]
+    assert ledger.read_bytes() == before
 
 
 @pytest.fixture

@@ -108,6 +108,39 @@ def test_corrupt_ledger_is_backed_up_and_never_recreated(tmp_path: Path, isolate
     assert any(str(b) in result.stderr for b in backups)  # the error says where the copy is
 
 
+def test_an_empty_ledger_is_refused_kept_and_explained(tmp_path: Path, isolated_env: Path) -> None:
+    isolated_env.mkdir(parents=True)
+    path = isolated_env / LEDGER_FILE
+    path.write_bytes(b"")  # truncated: by a full disk, a sync tool, a `> ledger.db`
+    marker = tmp_path / "ran"
+    script = tmp_path / "touch.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    for args in (["jobs", "list"], ["local", str(script)]):
+        result = run_cli(*args)
+        assert result.returncode == 74, result.stderr
+        assert "Traceback" not in result.stderr
+        assert str(path) in result.stderr and "empty (0 bytes)" in result.stderr
+        assert f"rm {path}" in result.stderr  # how to start fresh, said, not done
+    assert path.read_bytes() == b"" and not marker.exists()
+    assert list(isolated_env.glob(f"{LEDGER_FILE}.corrupt-*"))
+
+
+def test_a_new_ledger_is_never_seen_empty_and_is_private(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o002)
+    try:
+        with Ledger(tmp_path / "ledger.db") as ledger:
+            ledger.create_job(name="j", provider="local", script="t.py")
+            modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    finally:
+        os.umask(old)
+    assert modes["ledger.db"] == 0o600 and set(modes) <= {"ledger.db", "ledger.db-wal", "ledger.db-shm"}
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+    assert (tmp_path / "ledger.db").stat().st_size > 0
+    assert not list(tmp_path.glob(".ledger.db.*"))  # no temporary left behind
+
+
 def test_damaged_pages_are_reported_as_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     with Ledger(path) as ledger:

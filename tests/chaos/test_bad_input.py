@@ -24,6 +24,8 @@ from runctl.core.ledger import LEDGER_FILE, Ledger
 from tests.chaos.checks import ledger_dump
 from tests.support.fake_runpod import FakeRunpod
 from tests.support.fault_proxy import FaultProxy
+from tests.support.hostile_tar import link_chain_escape, plain_escapes
+from tests.support.readonly import read_only
 
 CORPUS = Path(__file__).parent / "corpus"
 DEFAULT_CONFIG_COMMAND = "aws create t3.micro"
@@ -75,9 +77,8 @@ def load_cases() -> list[Case]:
         header = config.read_bytes().split(b"\n", 1)[0].decode().removeprefix("# expect:")
         parts = _fields(header)
         command = parts[2] if len(parts) > 2 else DEFAULT_CONFIG_COMMAND
-        cases.append(
-            Case(f"configs/{config.name}", int(parts[0]), shlex.split(command), parts[1], config=config)
-        )
+        env, argv = _split_env(shlex.split(command))
+        cases.append(Case(f"configs/{config.name}", int(parts[0]), argv, parts[1], env, config=config))
     return cases
 
 
@@ -191,3 +192,79 @@ def test_a_corrupt_ledger_is_kept_and_refused(isolated_env: Path) -> None:
     assert (isolated_env / LEDGER_FILE).read_bytes() == junk  # never replaced by a fresh one
     backups = list(isolated_env.glob(f"{LEDGER_FILE}.corrupt-*"))
     assert len(backups) == 1 and backups[0].read_bytes() == junk
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for a directory or a link)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() and not p.is_symlink() else None
+        for p in root.rglob("*")
+    }
+
+
+def test_hostile_code_bundles_write_nothing_outside(tmp_path: Path, figures: dict[str, Any]) -> None:
+    """Each link-escape tarball (CVE-2025-4517's symlink chain, a symlink out, a hard link to an
+    absolute path, ``../`` and absolute members, a device) given to ``runctl agent run`` as the
+    job's code: one clear error (65), the job ``failed_setup``, nothing written outside the work
+    directory, the script never run."""
+    site = tmp_path / "s"  # short: the CVE tarball needs a destination path under ~120 characters
+    (site / "outside").mkdir(parents=True)
+    (site / "outside" / "victim.txt").write_text("original\n")
+    bundles = {"cve_2025_4517": link_chain_escape(tmp_path / "cve.tar.gz", up=3, outside="outside")}
+    bundles.update(plain_escapes(tmp_path / "plain"))
+    problems = []
+    for n, (label, bundle) in enumerate(sorted(bundles.items())):
+        store, work = site / f"store-{n}", site / f"work-{n}" / "m"
+        store.mkdir()
+        shutil.copy(bundle, store / "code.tar.gz")
+        before = _tree(site / "outside")
+        argv = ["agent", "run", "--job-id", f"j-{n}", "--storage", str(store), "--workdir", str(work)]
+        proc = subprocess.run([sys.executable, "-m", "runctl", *argv, "train.py"], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        if proc.returncode != 65 or len(errors) != 1 or "code bundle" not in errors[0]:
+            problems.append(f"{label}: exit {proc.returncode}, stderr {proc.stderr[-400:]!r}")
+        if "Traceback" in proc.stderr or proc.stdout.strip():
+            problems.append(f"{label}: a traceback or the script's output")
+        if _tree(site / "outside") != before or (site / "escaped.txt").exists() or (site / "out").exists():
+            problems.append(f"{label}: something was written outside")
+        if Path("/tmp/runctl-escaped-absolute.txt").exists():
+            problems.append(f"{label}: an absolute member was written")
+        if json.loads((store / "status.json").read_text())["state"] != "failed_setup":
+            problems.append(f"{label}: the job is not failed_setup")
+        if any((work / "code").rglob("*")):
+            problems.append(f"{label}: part of a refused bundle was unpacked")
+    assert not problems, "\n".join(problems)
+    figures.update(bundles=len(bundles), clear_errors=len(bundles), escapes=0)
+
+
+def test_an_empty_ledger_is_refused_and_kept(isolated_env: Path, tmp_path: Path) -> None:
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    (isolated_env / LEDGER_FILE).write_bytes(b"")
+    (tmp_path / "t.py").write_text("open('ran', 'w').close()\n")
+    for args in (["jobs", "list"], ["local", "t.py"], ["resources", "list"]):
+        result = subprocess.run([sys.executable, "-m", "runctl", *args], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 74 and "Traceback" not in result.stderr, result.stderr
+        assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+        assert "0 bytes" in result.stderr and f"rm {isolated_env / LEDGER_FILE}" in result.stderr
+    assert (isolated_env / LEDGER_FILE).read_bytes() == b""  # never replaced by a fresh one
+    assert list(isolated_env.glob(f"{LEDGER_FILE}.corrupt-*"))
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_read_only_ledger_is_reported_and_left_unchanged(seeded_state: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "RUNCTL_STATE_DIR": str(seeded_state)}
+    path = seeded_state / LEDGER_FILE
+    before = ledger_dump(path)
+    with read_only(path):
+        doctor = subprocess.run([sys.executable, "-m", "runctl", "doctor", "--timeout", "2", "-o", "json"],
+                                env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        listed = subprocess.run([sys.executable, "-m", "runctl", "jobs", "list", "-o", "json"], env=env,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    check = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["ledger"]
+    assert doctor.returncode == 1 and check["status"] == "fail", doctor.stdout
+    assert str(path) in check["message"] and "chmod u+w" in check["fix"]
+    assert listed.returncode == 0 and [j["name"] for j in json.loads(listed.stdout)] == ["seed"]
+    assert "Traceback" not in doctor.stderr + listed.stderr
+    assert ledger_dump(path) == before

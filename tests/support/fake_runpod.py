@@ -17,6 +17,8 @@ that talks to it checks that runctl never interpolates values into query text.
 Knobs: ``fail_next(n, status, field=…)`` (429s, 5xx), ``no_capacity`` (GPU type / cloud pairs),
 ``terminate_lag`` (polls that still see a terminated pod), ``fail_after_create`` (the pod is
 created, then the answer is an HTTP error: a lost response), ``echo_key_in_errors``,
+``reject_input_with_echo`` (a create is refused with graphql-js's variable-coercion error,
+which echoes the whole ``$input``, pod env included),
 ``on_request`` (a hook run before each request is executed), and ``requests`` (the log).
 """
 
@@ -350,6 +352,7 @@ class FakeRunpod:
         self.terminate_lag = 0
         self.fail_after_create: int | None = None
         self.echo_key_in_errors = False
+        self.reject_input_with_echo = False
         self.on_request: Callable[[RecordedRequest], None] | None = None
         self.hook_errors: list[BaseException] = []
         self._faults: list[_Fault] = []
@@ -542,6 +545,14 @@ class FakeRunpod:
                     }
                 ]
             }
+        created = {"podFindAndDeployOnDemand", "podRentInterruptable"} & set(record.fields)
+        if created and self.reject_input_with_echo:
+            echoed = js_inspect(record.variables.get("input"))
+            message = (
+                f'Variable "$input" got invalid value {echoed}; Field "cloudType" of required type '
+                '"CloudTypeEnum!" was not provided.'
+            )
+            return 400, {"errors": [{"message": message, "extensions": {"code": "BAD_USER_INPUT"}}]}
         if self.on_request is not None:
             try:
                 self.on_request(record)
@@ -558,7 +569,6 @@ class FakeRunpod:
             return 400, {
                 "errors": [{**e.formatted, "extensions": {"code": "BAD_USER_INPUT"}} for e in result.errors]
             }
-        created = {"podFindAndDeployOnDemand", "podRentInterruptable"} & set(record.fields)
         if created and self.fail_after_create is not None and not result.errors:
             status, self.fail_after_create = self.fail_after_create, None
             return status, {"errors": [{"message": "gateway timeout"}]}
@@ -566,6 +576,17 @@ class FakeRunpod:
         if result.errors:
             payload["errors"] = [e.formatted for e in result.errors]
         return 200, payload
+
+
+def js_inspect(value: Any) -> str:
+    """``value`` the way graphql-js's ``inspect`` prints it in error messages."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k}: {js_inspect(v)}" for k, v in value.items()) + " }" if value else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(js_inspect(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    return json.dumps(value)
 
 
 def _top_fields(document: Any) -> list[str]:

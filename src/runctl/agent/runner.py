@@ -28,7 +28,6 @@ import logging
 import os
 import signal
 import sys
-import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +38,10 @@ from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
-from runctl.core.errors import ExitCode, RunctlError, ValidationError
+from runctl.core.errors import ExitCode, RunctlError
+from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
+from runctl.storage.archive import safe_extract
 from runctl.storage.base import Storage
 
 log = logging.getLogger("runctl.agent")
@@ -76,23 +77,16 @@ class AgentResult:
     state: str
     exit_code: int
     detail: str | None
+    error: RunctlError | None = None  # why the job could not even start (``failed_setup``)
 
 
 def _extract_code(storage: Storage, workdir: Path) -> Path:
     """The code directory: the bundle unpacked if there is one, else the work directory."""
     code = workdir / "code"
     if not storage.exists(CODE_KEY):
-        code.mkdir(parents=True, exist_ok=True)
-        return code
+        return make_private_dirs(code)
     bundle = storage.get_file(CODE_KEY, workdir / CODE_KEY)
-    try:
-        with tarfile.open(bundle) as tar:
-            tar.extractall(code, filter="data")  # refuses absolute paths, '..', devices, links out
-    except (tarfile.TarError, OSError) as exc:
-        raise ValidationError(
-            f"the code bundle cannot be unpacked safely: {exc}",
-            hint="rebuild it with --sync-code; members must stay inside the project directory",
-        ) from exc
+    safe_extract(bundle, code, what="code bundle")
     return code
 
 
@@ -118,8 +112,8 @@ def run_agent(
     checkpoint_dir = workdir / "checkpoints"
     output_dir = workdir / "outputs"
     for directory in (checkpoint_dir, output_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / f"attempt-{options.attempt}.log"
+        make_private_dirs(directory)
+    log_path = create_private_file(workdir / f"attempt-{options.attempt}.log")
     if machine is None and imds is not None:
         try:
             machine = Ec2Machine(imds)
@@ -147,7 +141,7 @@ def run_agent(
     except RunctlError as exc:
         sync.write_status(state="failed_setup", detail=str(exc), ended_at=time.time())
         _dead_man(options, machine)
-        return AgentResult("failed_setup", int(exc.exit_code), str(exc))
+        return AgentResult("failed_setup", int(exc.exit_code), str(exc), error=exc)
 
     env = contract_env(
         os.environ,

@@ -84,4 +84,6 @@ def run(
     )
     store = open_storage(storage, settings)
     result = run_agent(options, store, imds=Imds(imds_endpoint) if use_imds else None)
+    if result.error is not None:  # recorded in storage; the person or log reading stderr is told too
+        raise result.error
     return result.exit_code

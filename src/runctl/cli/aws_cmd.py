@@ -13,7 +13,7 @@ import typer
 
 from runctl.cli import launching, render
 from runctl.cli.launching import CreateOutput, CreateOutputOpt, DryRunOpt
-from runctl.cli.options import OutputOpt, OverBudgetOpt, duration_arg
+from runctl.cli.options import MONEY, OutputOpt, OverBudgetOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -102,7 +102,7 @@ def create(
         ),
     ] = None,
     max_price: Annotated[
-        float | None, typer.Option("--max-price", help="Spot: most USD/hour to pay.")
+        float | None, typer.Option("--max-price", parser=MONEY, help="Spot: most USD/hour to pay.")
     ] = None,
     az: Annotated[
         str | None, typer.Option("--az", help="Only this zone (default: walk the region's zones).")

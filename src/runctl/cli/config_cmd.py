@@ -22,12 +22,21 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented .runctl.toml with every key and its default."""
-    from runctl.core.errors import ValidationError
+    from runctl.core.errors import StateDirError, ValidationError
 
     if path.exists() and not force:
         raise ValidationError(f"{path} already exists", hint="use --force to overwrite it")
+    if path.is_dir():
+        raise ValidationError(f"{path} is a directory", hint=f"give a file name: {path / '.runctl.toml'}")
     template = resources.files("runctl").joinpath("templates/runctl.toml").read_text()
-    path.write_text(template)
+    try:
+        path.write_text(template)
+    except OSError as exc:
+        raise StateDirError(
+            f"cannot write {path}: {exc.strerror}",
+            hint=f"check that {path.parent} exists and is a writable directory, or give another path",
+            operation="init",
+        ) from None
     render.info(f"wrote {path}")
 
 

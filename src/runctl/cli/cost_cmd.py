@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from runctl.cli import render
-from runctl.cli.options import OutputOpt, duration_arg
+from runctl.cli.options import BID, OutputOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -242,7 +242,7 @@ def estimate(
     gpu_count: Annotated[int | None, typer.Option(min=1, help="RunPod: GPUs per pod.")] = None,
     cloud: Annotated[str | None, typer.Option(help="RunPod: secure, community or all.")] = None,
     bid: Annotated[
-        float | None, typer.Option(min=0.0, help="RunPod: bid per GPU-hour (implies --spot).")
+        float | None, typer.Option(parser=BID, help="RunPod: bid per GPU-hour (implies --spot).")
     ] = None,
     spot: Annotated[
         bool | None, typer.Option("--spot/--on-demand", help="Market.", show_default=False)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from runctl.cli import render
-from runctl.cli.options import OutputOpt
+from runctl.cli.options import OutputOpt, finite_number
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -15,7 +15,10 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
 def doctor(
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each network check.")] = 5.0,
+    timeout: Annotated[
+        float,
+        typer.Option(parser=finite_number(0.1, 600), help="Seconds per network check."),
+    ] = 5.0,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
     """Check the config, state dir, ledger, AWS and RunPod credentials, storage and clock.

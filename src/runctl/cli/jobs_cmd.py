@@ -14,6 +14,9 @@ from runctl.cli.options import OutputOpt
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
+#: The most rows a listing asks for (SQLite's LIMIT is a 64-bit integer; no ledger holds more).
+MAX_LIMIT = 1_000_000
+
 app = typer.Typer(help="List, inspect and cancel jobs.", no_args_is_help=True)
 
 
@@ -34,7 +37,7 @@ def _ledger_with_local_reconciled() -> Any:
 def list_jobs(
     name: Annotated[str | None, typer.Option(help="Only jobs with this name.")] = None,
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT, help="At most this many, newest first.")] = 50,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """List jobs, newest first."""
@@ -206,7 +209,7 @@ def logs(
 
 def events(
     job_id: Annotated[str | None, typer.Option("--job", help="Only this job's events.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="The most recent N events.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT, help="The most recent N events.")] = 50,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show the ledger's event log (oldest of the selection first)."""

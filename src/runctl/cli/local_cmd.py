@@ -19,7 +19,7 @@ def local(
     args: Annotated[list[str] | None, typer.Argument(help="Arguments for the script (after --).")] = None,
     name: Annotated[str | None, typer.Option(help="Job name (default: the script's name).")] = None,
     checkpoint_dir: Annotated[
-        Path | None, typer.Option(help="Checkpoint directory (default: one per job).")
+        str | None, typer.Option(help="Checkpoint directory (default: one per job).")
     ] = None,
     resume: Annotated[
         bool | None,
@@ -46,11 +46,16 @@ def local(
     from runctl.core.logs import is_json
     from runctl.workflows.local import LocalRun, run_local
 
+    if checkpoint_dir is not None and not checkpoint_dir.strip():
+        from runctl.core.errors import UsageError
+
+        # typer would read '' as Path('.'): the current directory, silently
+        raise UsageError("--checkpoint-dir is empty", hint="give a directory, or leave the option out")
     request = LocalRun(
         script=script,
         args=list(args or []),
         name=name,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
         resume=resume,
         grace_period=duration_arg("--grace-period", grace_period),
         max_duration=duration_arg("--max-duration", max_duration),

@@ -90,6 +90,16 @@ def _global(
     from runctl.core.logs import setup_logging
 
     setup_logging(STATE.log_format, verbosity=STATE.verbosity)
+    if config is not None and not config.expanduser().is_file():
+        from runctl.core.errors import ConfigError
+
+        # every command, even one that never reads the config, must not run on the wrong one
+        raise ConfigError(
+            f"config file {config} "
+            + ("is a directory, not a file" if config.expanduser().is_dir() else "does not exist"),
+            path=str(config),
+            hint="check the --config path (or RUNCTL_CONFIG), or run 'runctl init' to write one",
+        )
     ctx.call_on_close(STATE.export_metrics)
 
 

@@ -10,7 +10,6 @@ and is an error otherwise.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from runctl.cli import render
-from runctl.cli.options import OutputOpt
+from runctl.cli.options import OutputOpt, finite_number
 from runctl.cli.render import OutputFormat
 
 
@@ -31,7 +30,10 @@ def monitor(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing what is added, until Ctrl-C.")
     ] = False,
-    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks when following.")] = 1.0,
+    interval: Annotated[
+        float,
+        typer.Option(parser=finite_number(0.05, 3600), help="Seconds between looks (--follow)."),
+    ] = 1.0,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Print a log file, or the checkpoints in a directory; --follow keeps watching.
@@ -114,7 +116,7 @@ def _emit(event: dict[str, Any], output: OutputFormat) -> None:
     from rich.markup import escape
 
     if output is OutputFormat.json:
-        sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
+        sys.stdout.write(render.json_text(event, indent=None) + "\n")
         sys.stdout.flush()
         return
     if event["event"] == "removed":

@@ -50,8 +50,14 @@ def err_console() -> Console:
     return _err_console
 
 
+def json_text(data: Any, *, indent: int | None = 2) -> str:
+    """``data`` as strict JSON: a non-finite number (``Infinity``/``NaN`` are not JSON) is refused
+    here, after values were validated on the way in, rather than printed as invalid output."""
+    return json.dumps(data, indent=indent, sort_keys=True, default=str, allow_nan=False)
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.write(json_text(data) + "\n")
     sys.stdout.flush()
 
 

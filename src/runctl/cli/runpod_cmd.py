@@ -16,7 +16,7 @@ import typer
 
 from runctl.cli import launching, render
 from runctl.cli.launching import CreateOutput, DryRunOpt
-from runctl.cli.options import OutputOpt, OverBudgetOpt
+from runctl.cli.options import BID, OutputOpt, OverBudgetOpt
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -141,7 +141,7 @@ def create(
     ] = False,
     bid: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Bid in USD per GPU-hour (implies --spot; default: spot price)."),
+        typer.Option(parser=BID, help="Bid in USD per GPU-hour (implies --spot; default: spot price)."),
     ] = None,
     name: Annotated[str | None, typer.Option(help="A label added to the pod name.")] = None,
     over_budget: OverBudgetOpt = False,
@@ -293,7 +293,7 @@ def resume(
     pod_ref: PodArg,
     bid: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Bid per GPU-hour for an interruptible pod (default: its bid)."),
+        typer.Option(parser=BID, help="Bid per GPU-hour for an interruptible pod (default: its bid)."),
     ] = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:

@@ -385,7 +385,10 @@ def presign(
     from runctl.core.errors import NotFoundError, UsageError
 
     location = _s3(uri, "URI", require_key=True)
-    seconds = int(duration_arg("--expires", expires) or 3600)
+    lifetime = duration_arg("--expires", expires) or 3600.0
+    if lifetime < 1:  # S3 counts whole seconds: less would sign an expiry of 0
+        raise UsageError(f"--expires {expires}: a URL must work for at least 1s", hint="e.g. --expires 15m")
+    seconds = int(lifetime)
     if seconds > MAX_PRESIGN_SECONDS:
         raise UsageError("--expires: S3 allows at most 7 days (7d)", hint="e.g. --expires 7d")
     storage = _bucket_storage(location)

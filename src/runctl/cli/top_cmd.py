@@ -10,13 +10,15 @@ import typer
 
 from runctl.cli import render
 from runctl.cli.observe import MetricsPortOpt, metrics_server
-from runctl.cli.options import OutputOpt
+from runctl.cli.options import OutputOpt, finite_number
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
 
 def top(
-    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 2.0,
+    interval: Annotated[
+        float, typer.Option(parser=finite_number(0.2, 3600), help="Seconds between refreshes.")
+    ] = 2.0,
     metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:

@@ -24,7 +24,7 @@ import typer
 
 from runctl.cli import render
 from runctl.cli.observe import MetricsPortOpt, metrics_server
-from runctl.cli.options import OutputOpt, OverBudgetOpt, duration_arg
+from runctl.cli.options import BID, OutputOpt, OverBudgetOpt, duration_arg
 from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
@@ -254,7 +254,7 @@ def runpod_train(
     cloud: Annotated[str | None, typer.Option(help="secure, community or all.")] = None,
     image: Annotated[str | None, typer.Option(help="Container image.")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="Interruptible pod.")] = False,
-    bid: Annotated[float | None, typer.Option(min=0.0, help="Bid per GPU-hour (implies --spot).")] = None,
+    bid: Annotated[float | None, typer.Option(parser=BID, help="Bid per GPU-hour (implies --spot).")] = None,
     metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
     *,

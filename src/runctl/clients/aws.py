@@ -2,7 +2,10 @@
 
 * Clients are built lazily (importing boto3 and building a client costs ~0.9 s: commands that do
   not touch AWS never pay it) and cached per (service, region).
-* Credentials come from boto3's own chain only. The endpoint comes from boto3's standard
+* Credentials come from boto3's own chain only. Whatever it resolved (environment,
+  ``~/.aws/credentials``, a profile, SSO, a role) is registered as a secret
+  (:mod:`runctl.core.secrets`) when a client is built: no error, log line or ledger write
+  shows it. The endpoint comes from boto3's standard
   ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` variables (that is how tests reach a
   moto server on loopback).
 * Timestamps in answers are parsed with :func:`datetime.fromisoformat` when they are ISO 8601
@@ -124,10 +127,12 @@ def client(
                 # which buckets created since 2020 refuse)
                 signature_version="s3v4" if service == "s3" else None,
             )
+            core = _botocore_session()
             try:
-                _clients[key] = boto3.session.Session(botocore_session=_botocore_session()).client(
+                _clients[key] = boto3.session.Session(botocore_session=core).client(
                     service, region_name=region, config=boto_config, endpoint_url=endpoint_url
                 )
+                _register_credentials(core)
             except NoRegionError:
                 raise ConfigError(
                     "no AWS region is configured",
@@ -143,6 +148,19 @@ def _botocore_session() -> Any:
     core = botocore.session.get_session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     return core
+
+
+def _register_credentials(core: Any) -> None:
+    """Mask the credentials botocore resolved for this client (cached by the session: free)."""
+    from runctl.core.secrets import register_all
+
+    try:
+        credentials = core.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    except Exception:  # an expired SSO token, say: the first call reports it, classified
+        return
+    if frozen is not None:
+        register_all((frozen.access_key, frozen.secret_key, frozen.token))
 
 
 def parse_timestamp(value: Any) -> datetime:

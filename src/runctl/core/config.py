@@ -13,7 +13,10 @@ fall back to a default) with a "did you mean". Every error names where the value
 (file or environment variable), the key path and what to write instead.
 
 Durations accept seconds (``30``) or a number with a unit (``500ms``, ``30s``, ``5m``, ``2h``,
-``1d``). Sizes (``[storage]``) accept bytes (``1048576``) or a number with a unit
+``1d``), at most :data:`MAX_DURATION_S` (ten years: anything longer is a typo, and would
+overflow the timers it feeds). Every number must be finite: ``inf`` and ``nan`` are refused for
+prices, rates, budgets and durations, from a file or a ``RUNCTL_*`` variable alike.
+Sizes (``[storage]``) accept bytes (``1048576``) or a number with a unit
 (``64MiB``, ``1GiB``; ``MB``/``GB`` are decimal). Secrets (``runpod.api_key``) are
 :class:`pydantic.SecretStr`: masked in every repr, in ``model_dump`` and in ``runctl config show``.
 AWS credentials are never read from runctl's config: boto3's own credential chain is the only
@@ -52,6 +55,10 @@ from runctl.core.paths import find_project_config, user_config_path
 
 ENV_PREFIX = "RUNCTL_"
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION_S = 10 * 365 * 86400.0
+#: An AWS region's name: partition-area[-qualifier]-direction-number (us-east-1, us-gov-west-1,
+#: cn-north-1, us-isob-east-1); checked by shape, so a region newer than runctl still passes.
+AWS_REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+){1,3}-\d{1,2}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
@@ -72,6 +79,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
     if seconds <= 0:
         raise ValueError(f"a duration must be greater than 0, got {value!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration must be at most 3650d (ten years), got {value!r}")
     return seconds
 
 
@@ -102,7 +111,9 @@ ByteSize = Annotated[int, BeforeValidator(parse_size)]
 
 class _Section(BaseModel):
     # a field's docstring is its description: docs/reference/config.md is generated from them
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 class AwsConfig(_Section):
@@ -137,6 +148,17 @@ class AwsConfig(_Section):
     max_running_instances: PositiveInt = 10
     """Guard: `aws create` / `aws start` refuse more runctl instances in the region without `--yes`."""
 
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        """A region is checked on load: a typo must not pass ``config validate`` and fail at the
+        first call (an endpoint that does not resolve)."""
+        if value is not None and not AWS_REGION_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not an AWS region name: write one like us-east-1, eu-west-3 or us-gov-west-1"
+            )
+        return value
+
     @field_validator("s3_bucket")
     @classmethod
     def _bucket_name(cls, value: str | None) -> str | None:
@@ -163,6 +185,10 @@ class RunpodConfig(_Section):
     """Container disk in GB (deleted when the pod stops)."""
     volume_gb: int = Field(default=0, ge=0)
     """Persistent volume in GB mounted at `/workspace` (0: none)."""
+    long_lived_credentials: bool = False
+    """Pods get short-lived STS credentials limited to their job's storage; a job that may outlive
+    them (no max duration, or too long a one) is refused unless this is true, and then gets the
+    controller's own keys."""
 
 
 class LocalConfig(_Section):
@@ -189,6 +215,14 @@ class CheckpointConfig(_Section):
     """Prune all but the newest N checkpoints (default: keep all)."""
     resume: bool = True
     """`runctl local` resumes the last unfinished job of the same name by default."""
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        """``dir = ""`` would be read as the current directory: refuse it."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an empty path; give a directory, or leave the key out")
+        return value
 
 
 class MonitoringConfig(_Section):
@@ -285,6 +319,8 @@ class StorageConfig(_Section):
     @classmethod
     def _s3_uri(cls, value: str | None) -> str | None:
         """An ``s3://`` URI is checked on load (bucket naming rules), not at the first upload."""
+        if value is not None:
+            _storage_check("check_location", value)
         if value is not None and value.lower().startswith("s3://"):
             _storage_check("parse_s3_uri", value)
         return value
@@ -395,7 +431,15 @@ def load_config(
 
     env_layer, env_keys = _env_layer(environ)
     for (section, key), (var, value) in env_layer.items():
-        merged.setdefault(section, {})[key] = value
+        if not isinstance(merged.setdefault(section, {}), dict):
+            raise ConfigError(
+                f"{origins[(section,)]}: {section!r} is a value, not a [{section}] table, so {var} "
+                f"cannot set {section}.{key} in it",
+                path=_file_of(origins[(section,)]),
+                key=section,
+                hint=f'write the section as a table: [{section}] with "key = value" lines under it',
+            )
+        merged[section][key] = value
         origins[(section, key)] = f"environment variable {var}"
 
     try:
@@ -497,6 +541,10 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _file_of(source: str) -> str | None:
+    return source[len("file ") :] if source.startswith("file ") else None
+
+
 def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], str]) -> ConfigError:
     lines: list[str] = []
     first_key: str | None = None
@@ -523,7 +571,7 @@ def _config_error(exc: PydanticValidationError, origins: dict[tuple[str, ...], s
             shown = "" if secret else f" (got {given!r})"
             lines.append(f"{source}: {key}: {err['msg']}{shown}")
     summary = lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines)
-    path = first_source[len("file ") :] if first_source and first_source.startswith("file ") else None
+    path = _file_of(first_source) if first_source else None
     return ConfigError(
         f"invalid configuration: {summary}",
         path=path,

@@ -11,6 +11,10 @@ starts (or after it ended) and use the codes below. 130 and 143 mean runctl was 
 SIGINT / SIGTERM and shut the job down gracefully. The table is repeated in
 docs/reference/exit-codes.md (``tests/test_docs.py`` keeps the two equal).
 
+Secrets never travel in an error: the message and hint are redacted
+(:func:`runctl.core.secrets.redact`) when the error is made, and again when it is shown
+(``str``, :meth:`RunctlError.to_dict`), so a secret registered in between is masked too.
+
 Library errors (boto3, httpx) are classified once, at the provider boundary, into these classes:
 nothing above the providers ever sees a ``botocore`` exception.
 """
@@ -42,6 +46,8 @@ __all__ = [
     "ValidationError",
     "is_retryable",
 ]
+
+from runctl.core.secrets import redact
 
 
 class ExitCode(IntEnum):
@@ -97,9 +103,10 @@ class RunctlError(Exception):
         retryable: bool | None = None,
         exit_code: ExitCode | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = redact(hint) if hint else hint
         self.operation = operation
         self.resource_id = resource_id
         self.resource_state = resource_state
@@ -107,12 +114,15 @@ class RunctlError(Exception):
         if exit_code is not None:
             self.exit_code = exit_code
 
+    def __str__(self) -> str:
+        return redact(self.message)
+
     def to_dict(self) -> dict[str, object]:
         """The error as plain data, for ``--output json`` and JSON logs."""
         return {
             "error": type(self).__name__,
-            "message": self.message,
-            "hint": self.hint,
+            "message": redact(self.message),
+            "hint": redact(self.hint) if self.hint else self.hint,
             "operation": self.operation,
             "resource_id": self.resource_id,
             "resource_state": self.resource_state,

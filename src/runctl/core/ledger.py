@@ -12,9 +12,18 @@ Rules (see DESIGN.md):
   error can add an event but never overwrite the outcome.
 * **Cost from intervals.** Entering a billable state opens a usage interval at the resource's
   current rate; leaving it closes the interval. Cost is the sum over intervals.
+* **No secret stored.** Every job detail and event (message and data) is redacted
+  (:func:`runctl.core.secrets.redact`) on its way in, whoever wrote it: a provider's error
+  that echoes a credential is stored masked.
 * **Never silently recreated.** A file that is not a database is copied to a
   ``.corrupt-<time>`` backup and reported (exit code 74); runctl refuses to start a fresh one in
-  its place, so no record of a running machine is thrown away by accident.
+  its place, so no record of a running machine is thrown away by accident. An empty (0-byte)
+  file counts as corrupt too: SQLite would take it for a new database, but runctl never leaves
+  one behind (a new ledger is built under a temporary name and linked into place once it has
+  its header, so no other process, and no crash, can see it empty), so an empty ledger is one
+  that something else truncated.
+* **Private.** The ledger is created 0600 whatever the umask; SQLite gives its ``-wal`` and
+  ``-shm`` files the database's mode.
 
 The schema version is ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades forward only.
 """
@@ -22,6 +31,7 @@ The schema version is ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades forwa
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import shutil
 import socket
@@ -34,8 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runctl.core.errors import LedgerCorruptError, NotFoundError, StateError, ValidationError
+from runctl.core.errors import (
+    LedgerCorruptError,
+    NotFoundError,
+    StateDirError,
+    StateError,
+    ValidationError,
+)
 from runctl.core.paths import ensure_state_dir
+from runctl.core.secrets import redact
 
 LEDGER_FILE = "ledger.db"
 BUSY_TIMEOUT_S = 30.0
@@ -241,6 +258,16 @@ class Ledger:
         self.path = path
         self._lock = threading.RLock()
         try:
+            if not path.exists():
+                _create(path)
+            elif path.is_file() and path.stat().st_size == 0:
+                self._refuse_empty()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise StateDirError(
+                f"cannot create the ledger {path}: {getattr(exc, 'strerror', None) or exc}",
+                hint=f"{path.parent} must be a writable directory, or set RUNCTL_STATE_DIR to another one",
+            ) from exc
+        try:
             self._conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
@@ -268,6 +295,24 @@ class Ledger:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _backup(self) -> str:
+        backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            shutil.copy2(self.path, backup)
+            return f"a copy was saved as {backup}"
+        except OSError:
+            return "no backup could be written"
+
+    def _refuse_empty(self) -> None:
+        saved = self._backup()
+        raise LedgerCorruptError(
+            f"the ledger {self.path} is empty (0 bytes): its records are gone (truncated by a full "
+            f"disk, a sync tool or a command); {saved}",
+            hint=f"restore {self.path} from a backup if you have one; to start a new, empty ledger, "
+            f"delete it (rm {self.path}) and run runctl again. Then 'runctl resources reconcile' finds "
+            "cloud resources runctl tagged",
+        )
+
     def _raise_corrupt(self, exc: sqlite3.DatabaseError) -> None:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise StateError(
@@ -283,12 +328,7 @@ class Ledger:
             ) from exc
         if not any(sign in str(exc) for sign in ("not a database", "malformed", "corrupt")):
             raise exc
-        backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        try:
-            shutil.copy2(self.path, backup)
-            saved = f"a copy was saved as {backup}"
-        except OSError:
-            saved = "no backup could be written"
+        saved = self._backup()
         raise LedgerCorruptError(
             f"the ledger {self.path} is not a readable database ({exc}); {saved}",
             hint=f"move {self.path} aside to start a new ledger, or restore it from a backup; "
@@ -334,6 +374,32 @@ class Ledger:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={target + 1}")
 
+    def check_writable(self) -> None:
+        """Raise :class:`StateError` (naming the file or directory and the fix) unless runctl can
+        write here: a write transaction is begun, tried and rolled back, so nothing changes."""
+        import os
+
+        def fix(target: Path) -> str:
+            return (
+                f"make it writable (chmod u+w {target}; chattr -i {target} if it is immutable; "
+                "remount a read-only file system read-write), or set RUNCTL_STATE_DIR to a "
+                "writable directory"
+            )
+
+        for target, what in ((self.path, "file"), (self.path.parent, "directory")):
+            if not os.access(target, os.W_OK):
+                raise StateError(f"the ledger {what} {target} is not writable", hint=fix(target))
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.execute("CREATE TABLE main.runctl_write_probe (x)")
+                finally:
+                    self._conn.execute("ROLLBACK")
+            except sqlite3.OperationalError as exc:
+                message = f"the ledger {self.path} cannot be written: {exc}"
+                raise StateError(message, hint=fix(self.path)) from None
+
     def integrity_check(self) -> str:
         """SQLite's own integrity check: ``"ok"`` when the file is sound."""
         return str(self._query("PRAGMA integrity_check")[0][0])
@@ -361,9 +427,10 @@ class Ledger:
         resource_id: str | None,
         data: dict[str, Any] | None,
     ) -> None:
+        stored = json.dumps(_redacted(data)) if data else None
         conn.execute(
             "INSERT INTO events (ts, kind, message, job_id, resource_id, data) VALUES (?,?,?,?,?,?)",
-            (time.time(), kind, message, job_id, resource_id, json.dumps(data) if data else None),
+            (time.time(), kind, redact(message), job_id, resource_id, stored),
         )
 
     def events(self, *, job_id: str | None = None, limit: int = 100) -> list[Event]:
@@ -455,6 +522,8 @@ class Ledger:
             raise ValueError("use finish_job() to enter a final state")
         if fields.get("request") is not None:
             fields["request"] = json.dumps(fields["request"])
+        if isinstance(fields.get("detail"), str):
+            fields["detail"] = redact(fields["detail"])
         assignments = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as conn:
             cur = conn.execute(
@@ -476,6 +545,7 @@ class Ledger:
         """Enter a final state once. Returns False if the job was already final (kept as is)."""
         if state not in FINAL_JOB_STATES:
             raise ValueError(f"{state!r} is not a final job state")
+        detail = redact(detail) if detail else detail
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE jobs SET state = ?, exit_code = ?, detail = ?, ended_at = ?,"
@@ -588,6 +658,7 @@ class Ledger:
         zone: str | None = None,
     ) -> Resource:
         """Fill in what the cloud answered for an ``intent`` row."""
+        _check_rate(rate_usd_per_hour)
         with self._tx() as conn:
             conn.execute(
                 "UPDATE resources SET cloud_id = ?, rate_usd_per_hour = COALESCE(?,"
@@ -633,6 +704,7 @@ class Ledger:
 
     def set_rate(self, resource_id: str, rate_usd_per_hour: float) -> None:
         """A new rate from now on (e.g. a refreshed spot price): splits the open interval."""
+        _check_rate(rate_usd_per_hour)
         with self._tx() as conn:
             now = time.time()
             conn.execute(
@@ -725,6 +797,55 @@ class Ledger:
             )
             for r in rows
         ]
+
+
+def _create(path: Path) -> None:
+    """A new, empty ledger at ``path`` (0600, WAL, header written), appearing there all at once:
+    built under a temporary name and hard-linked into place; if another process made one
+    meanwhile, that one is kept."""
+    import os
+
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.chmod(temp, 0o600)  # the umask may have removed bits, never added: make it exact
+        conn = sqlite3.connect(temp)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the file is a database now
+        finally:
+            conn.close()
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return  # another runctl created it first: use that one
+        except OSError:  # a file system without hard links: a plain rename, if still free
+            if not path.exists():
+                os.rename(temp, path)
+    finally:
+        for leftover in (temp, temp.with_name(temp.name + "-wal"), temp.with_name(temp.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _check_rate(rate: float | None) -> None:
+    """A rate is a finite, non-negative number: cost is Σ(interval × rate), and one ``inf`` or
+    ``nan`` would make every total that includes it meaningless (and ``jobs list -o json`` invalid)."""
+    if rate is not None and not (math.isfinite(rate) and rate >= 0):
+        raise ValidationError(
+            f"hourly rate {rate!r} is not a finite, non-negative number of USD",
+            hint="check the price it came from ([local] rate_usd_per_hour, the provider's price list)",
+        )
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` (event data) with every string in it redacted; its shape is kept."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _filters(**conditions: Any) -> tuple[str, list[Any]]:

@@ -12,11 +12,10 @@
   ``-v`` adds INFO of every runctl module, ``-vv`` DEBUG; ``-q`` only errors.
 * Secrets are removed by :class:`SecretRedactor`, a :class:`logging.Filter` on every handler
   runctl installs (so it also covers records propagated from any ``runctl.*`` logger, their
-  arguments, extra fields and tracebacks): the values of ``RUNPOD_API_KEY``,
-  ``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN``, the configured ``[runpod] api_key``,
-  and anything that looks like a credential — ``Bearer <token>``, ``<…key|secret|token|
-  password> = <value>``, the password of a URL. Redaction is by filter, not by convention:
-  code that logs a secret by mistake still does not print it.
+  arguments, extra fields and tracebacks). What it masks is :mod:`runctl.core.secrets`: every
+  secret runctl registered (environment, config, boto3's resolved credentials, a machine's
+  credential env) and anything that looks like a credential. Redaction is by filter, not by
+  convention: code that logs a secret by mistake still does not print it.
 * The ``[monitoring] log_format`` config key applies when the command loads its configuration
   and ``--log-format`` was not given (the flag, or ``RUNCTL_LOG_FORMAT``, always wins).
 """
@@ -25,12 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
+
+from runctl.core.secrets import redact as redact  # re-exported: logs.redact is the public name
+from runctl.core.secrets import register, register_all
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 LogFormat = Literal["text", "json"]
 ROOT = "runctl"
 CLI_LOGGER = "runctl.cli"
-SECRET_ENV_VARS = ("RUNPOD_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 #: Record attributes that JSON lines carry when set.
 FIELDS = (
     "job_id",
@@ -54,24 +53,6 @@ FIELDS = (
     "resource_state",
     "hint",
 )
-MASK = "***"
-_MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
-
-_PATTERNS = (
-    # Authorization: Bearer <token>
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1" + MASK),
-    # api_key=…, AWS_SECRET_ACCESS_KEY: …, "session_token": "…", password=…
-    (
-        re.compile(
-            r"(?i)\b([A-Za-z0-9_.-]*(?:api[_-]?key|secret(?:[_-]?access)?(?:[_-]?key)?|"
-            r"(?:session|security|access|auth|refresh|api)[_-]?token|token|password|passwd))"
-            r"([\"']?\s*[=:]\s*[\"']?)(?!\*\*\*)[^\s\"'&,;)\]}]+"
-        ),
-        r"\1\2" + MASK,
-    ),
-    # scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)[^/\s@]+@"), r"\1" + MASK + "@"),
-)
 
 
 class SecretRedactor(logging.Filter):
@@ -79,21 +60,14 @@ class SecretRedactor(logging.Filter):
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
-        for secret in secrets:
-            self.add(secret)
+        register_all(secrets)
 
     def add(self, secret: str | None) -> None:
-        """Mask this exact value from now on."""
-        if secret and len(secret.strip()) >= _MIN_SECRET_LEN:
-            self._secrets.add(secret.strip())
+        """Mask this exact value from now on (everywhere: see :mod:`runctl.core.secrets`)."""
+        register(secret)
 
     def redact(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
+        return redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -112,12 +86,6 @@ class SecretRedactor(logging.Filter):
             if isinstance(value, str):
                 setattr(record, name, self.redact(value))
         return True
-
-
-def secrets_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The secret values set in the environment (see :data:`SECRET_ENV_VARS`)."""
-    environ = os.environ if environ is None else environ
-    return [environ[var] for var in SECRET_ENV_VARS if environ.get(var)]
 
 
 class JsonFormatter(logging.Formatter):
@@ -210,8 +178,7 @@ def setup_logging(
     """
     global _format_explicit
     _format_explicit = log_format is not None
-    for secret in [*secrets_from_env(), *secrets]:
-        _redactor.add(secret)
+    register_all(secrets)
     _install(log_format or "text")
     root, cli = logging.getLogger(ROOT), logging.getLogger(CLI_LOGGER)
     if verbosity < 0:
@@ -242,13 +209,8 @@ def apply_config_format(log_format: LogFormat) -> None:
 
 
 def add_secret(secret: str | None) -> None:
-    """Mask ``secret`` in every log line from now on (e.g. a key read from the config)."""
-    _redactor.add(secret)
-
-
-def redact(text: str) -> str:
-    """``text`` with every known secret and credential-looking value masked."""
-    return _redactor.redact(text)
+    """Mask ``secret`` in every log line (and error, and ledger write) from now on."""
+    register(secret)
 
 
 def is_configured() -> bool:

@@ -255,13 +255,14 @@ def serve(port: int, addr: str = "127.0.0.1") -> WSGIServer:
 
 
 def write_textfile(directory: Path) -> Path:
-    """Write runctl's metrics to ``directory/runctl.prom`` atomically (temp file + rename)."""
-    from prometheus_client import write_to_textfile
+    """Write runctl's metrics to ``directory/runctl.prom`` atomically (temp file + rename), 0600
+    like every file runctl creates (a collector reading it must run as the same user)."""
+    from prometheus_client import generate_latest
 
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / TEXTFILE_NAME
-    write_to_textfile(str(path), RUNCTL_REGISTRY)
-    return path
+    from runctl.core.paths import make_private_dirs, write_private
+
+    make_private_dirs(directory)
+    return write_private(directory / TEXTFILE_NAME, generate_latest(RUNCTL_REGISTRY))
 
 
 def push(url: str, *, timeout: float = 5.0) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -29,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runctl.core.paths import ensure_state_dir, state_dir
+from runctl.core.paths import ensure_state_dir, state_dir, write_private
 
 log = logging.getLogger("runctl.prices")
 
@@ -168,10 +167,7 @@ def store(provider: str, section: str, table: dict[str, dict[str, dict[str, Any]
         target.setdefault(group, {}).update(items)
     data["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     path = ensure_state_dir() / CACHE_FILE
-    temp = path.with_name(f".{CACHE_FILE}.{os.getpid()}.partial")
-    temp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", "utf-8")
-    os.replace(temp, path)
-    return path
+    return write_private(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _entry(

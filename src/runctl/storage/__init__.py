@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runctl.storage.base import CheckpointRecord, ObjectInfo, ProgressFn, Storage
-from runctl.storage.uri import S3Uri, is_s3_uri, parse_s3_uri, safe_join
+from runctl.storage.uri import S3Uri, check_location, is_s3_uri, parse_s3_uri, safe_join
 
 if TYPE_CHECKING:
     from runctl.core.config import StorageConfig
@@ -63,6 +63,13 @@ def open_storage(uri: str | Path | None = None, config: StorageConfig | None = N
         from runctl.storage.local import LocalStorage
 
         return LocalStorage(state_dir() / "storage")
+    if isinstance(target, str):
+        try:
+            check_location(target)
+        except RunctlError as exc:
+            if uri is None:
+                raise ConfigError(str(exc), key="storage.uri", hint=exc.hint) from None
+            raise
     if isinstance(target, str) and is_s3_uri(target):
         from runctl.storage.s3 import S3Storage
 

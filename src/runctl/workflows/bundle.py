@@ -4,9 +4,12 @@ What goes in: inside a git work tree, exactly what git would consider part of th
 tracked files plus untracked files that are not ignored (``git ls-files --cached --others
 --exclude-standard``), so ``.gitignore`` is honoured the way the user already wrote it. Outside
 git, every file except the usual heavy or private directories (``.git``, virtual environments,
-caches, ``checkpoints``). Symlinks are stored as links only if they stay inside the project
-(the agent's ``data`` tar filter refuses the others anyway). Member names are relative, sorted,
-and owned by nobody, so the bundle carries no local user or absolute path.
+caches, ``checkpoints``). The bundle holds plain files and directories only, never a link (the
+agent refuses links, see :mod:`runctl.storage.archive`): a symlink that stays inside the project
+is stored as a copy of what it points to (a directory's files, without the links found in it;
+a link to a directory that contains the link itself is left out), a symlink that leaves the
+project is left out, and hard-linked files are stored as separate copies. Member names are
+relative, sorted, and owned by nobody, so the bundle carries no local user or absolute path.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from runctl.core.errors import NotFoundError, ValidationError
@@ -76,10 +80,30 @@ def build_bundle(root: Path, destination: Path, *, must_contain: str | None = No
         info.uname = info.gname = ""
         return info
 
-    with tarfile.open(destination, "w:gz") as tar:
-        for name in files:
-            path = root / name
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                continue
+    # dereference: links become copies of their targets, hard links separate files
+    with tarfile.open(destination, "w:gz", dereference=True) as tar:
+        for path, name in _contents(root, files):
             tar.add(path, arcname=name.as_posix(), recursive=False, filter=anonymous)
     return destination
+
+
+def _contents(root: Path, files: list[Path]) -> Iterator[tuple[Path, Path]]:
+    """(file to read, name in the bundle): the project's files with its links resolved as the
+    module docstring says."""
+    for name in files:
+        path = root / name
+        if not path.is_symlink():
+            yield path, name
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            continue
+        if target.is_file():
+            yield target, name
+        elif target.is_dir() and not path.parent.resolve().is_relative_to(target):
+            for directory, subdirs, found in os.walk(target):
+                subdirs[:] = sorted(d for d in subdirs if d not in DEFAULT_EXCLUDES)
+                base = Path(directory)
+                for file in sorted(found):
+                    if (base / file).is_file() and not (base / file).is_symlink():
+                        yield base / file, name / base.relative_to(target) / file

@@ -134,6 +134,7 @@ def check_ledger(probe: Probe) -> Check:
 
     try:
         with Ledger.open_default() as ledger:
+            ledger.check_writable()  # a ledger that reads fine but refuses writes fails every run
             integrity = ledger.integrity_check()
             live = [r for r in ledger.list_resources(include_gone=False) if r.provider != "local"]
             running = ledger.list_jobs(states=("pending", "running"))

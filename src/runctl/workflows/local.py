@@ -37,7 +37,7 @@ from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
 from runctl.core.errors import ValidationError
 from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, Resource, new_id
-from runctl.core.paths import ensure_dir, ensure_state_dir
+from runctl.core.paths import create_private_file, ensure_dir, ensure_state_dir
 from runctl.core.shutdown import ChildOutcome, Supervisor, pid_alive
 from runctl.providers.local import KIND, local_lifecycle, process_cloud_id
 
@@ -118,6 +118,7 @@ def run_local(
     checkpoint_dir = (request.checkpoint_dir or root / job_id).expanduser().resolve()
     ensure_dir(checkpoint_dir, what="checkpoint directory")
     log_dir = ensure_dir(state / "logs", what="log directory")
+    create_private_file(log_dir / f"{job_id}.log")  # 0600 before the runner appends to it
     job = ledger.create_job(
         job_id=job_id,
         name=name,

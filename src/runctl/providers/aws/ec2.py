@@ -512,13 +512,7 @@ class Instances:
                 "Placement": {"AvailabilityZone": zone},
             }
             if market == "spot":
-                options: dict[str, Any] = {
-                    "SpotInstanceType": "one-time",
-                    "InstanceInterruptionBehavior": "terminate",
-                }
-                if request["max_price"]:
-                    options["MaxPrice"] = f"{request['max_price']:.6f}"
-                params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": options}
+                params["InstanceMarketOptions"] = market_options(request["max_price"])
             try:
                 return self._run(params, intent.id), market
             except CapacityError as exc:
@@ -691,3 +685,21 @@ class Instances:
 def _gone(instance_id: str) -> Instance:
     """An instance EC2 no longer lists (terminated long enough ago to be forgotten)."""
     return Instance(instance_id, "terminated", "", None, "on-demand", None, None, None, None)
+
+
+def market_options(max_price: float | None) -> dict[str, Any]:
+    """``InstanceMarketOptions`` of a spot attempt: one-time, terminated on interruption."""
+    options: dict[str, Any] = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
+    if max_price:
+        options["MaxPrice"] = f"{max_price:.6f}"
+    return {"MarketType": "spot", "SpotOptions": options}
+
+
+def first_attempt(request: dict[str, Any]) -> dict[str, Any]:
+    """The ``run_instances`` parameters of a plan's first attempt, as ``--dry-run`` shows them:
+    its zone and market included; the client token and tags come from the ledger row at apply."""
+    candidate = request["candidates"][0]
+    params = {**request["run_instances"], "Placement": {"AvailabilityZone": candidate["zone"]}}
+    if candidate["market"] == "spot":
+        params["InstanceMarketOptions"] = market_options(request["max_price"])
+    return params

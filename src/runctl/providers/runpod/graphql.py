@@ -11,7 +11,11 @@ and has no retry. This client is ~one POST:
   :func:`resolve_api_key`: the ``RUNPOD_API_KEY`` environment variable, else the config key
   ``runpod.api_key``; it is held as a :class:`pydantic.SecretStr` and any text the server sends
   back is scrubbed of it before it reaches an error message, so neither ``--debug`` tracebacks
-  nor logs can show it. A non-loopback ``http://`` URL is refused: a bearer key must not cross
+  nor logs can show it. The same goes for every other secret (:mod:`runctl.core.secrets`): the
+  credential values of a pod's ``env`` in the variables are registered before they are sent,
+  and a variable-coercion error that echoes its value (graphql-js: ``Variable "$input" got
+  invalid value {…}; …``) keeps only its explanation: the echo may hold the pod's env, which
+  a GraphQL server returns verbatim. A non-loopback ``http://`` URL is refused: a bearer key must not cross
   the network in clear text.
 * Timeouts on connect/read/write; :class:`RetryPolicy` retries what is safe to retry.
 
@@ -199,6 +203,7 @@ class GraphQLClient:
                 provider="runpod",
             )
         body = {"query": document, "variables": dict(variables or {}), "operationName": operation}
+        _register_env_secrets(body["variables"])
 
         def attempt() -> dict[str, Any]:
             return self._post(body, operation=operation, idempotent=idempotent, resource_id=resource_id)
@@ -242,10 +247,49 @@ class GraphQLClient:
         )
 
     def _scrub(self, text: str) -> str:
-        """Server text with the key (should a server ever echo it) replaced by ``***``."""
+        """Server text without an echoed input, the key or any other secret (``***``)."""
         if self._key is not None and (key := self._key.get_secret_value()):
             text = text.replace(key, "***")
-        return text
+        return _scrub_text(text)
+
+
+_ECHO = re.compile(r"""(Variable ["']\$\w+["'] got invalid value)\s""")
+_ECHO_PATH = re.compile(r"""\s(at ["'][\w.\[\]]*["'])$""")
+
+
+def hide_echoed_input(message: str) -> str:
+    """A GraphQL error message without the variable value it echoes (see the module docstring):
+    ``Variable "$input" got invalid value (not shown) at "input.env"; Expected type "String".``"""
+    found = _ECHO.search(message)
+    if found is None:
+        return message
+    rest = message[found.end() :]
+    cut = rest.rfind("; ")
+    explanation = rest[cut:] if cut >= 0 else ""
+    path = _ECHO_PATH.search(rest[:cut]) if cut >= 0 else None
+    where = f" {path.group(1)}" if path else ""
+    return f"{message[: found.start()]}{found.group(1)} (not shown){where}{explanation}"
+
+
+def _scrub_text(text: str) -> str:
+    from runctl.core.secrets import redact
+
+    return redact(hide_echoed_input(text))
+
+
+def _register_env_secrets(value: Any) -> None:
+    """Register the credential values of every ``env: [{key, value}]`` list in ``value``."""
+    from runctl.core.secrets import register_env
+
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            if name == "env" and isinstance(inner, list):
+                register_env({str(e.get("key")): str(e.get("value")) for e in inner if isinstance(e, dict)})
+            else:
+                _register_env_secrets(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _register_env_secrets(inner)
 
 
 def _unknown_outcome(message: str, idempotent: bool, **common: Any) -> CloudProviderError:
@@ -272,7 +316,7 @@ def classify_response(
     import json
 
     if scrub is None:
-        scrub = str
+        scrub = _scrub_text
     common: dict[str, Any] = {"operation": operation, "resource_id": resource_id, "provider": "runpod"}
     try:
         payload = json.loads(content) if content else None
