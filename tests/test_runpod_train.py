@@ -35,6 +35,8 @@ def test_train_on_a_pod_succeeds_and_the_pod_is_gone(
         "train.py",
         "--provider",
         "runpod",
+        "--max-duration",  # pods get STS credentials that last it (plus a margin)
+        "1h",
         "--project-dir",
         str(project),
         "--poll-interval",
@@ -54,8 +56,10 @@ def test_train_on_a_pod_succeeds_and_the_pod_is_gone(
     assert runpod_fake.live_pods() == []  # terminated and confirmed gone
     assert "argv: ['a b']" in run_cli("logs", job["id"]).stdout
     for pod in runpod_fake.pods.values():  # the key never reached the pod; storage creds did
-        keys = {e["key"] for e in pod.env}
-        assert "RUNPOD_API_KEY" not in keys and "AWS_SECRET_ACCESS_KEY" in keys
+        env = {e["key"]: e["value"] for e in pod.env}
+        assert "RUNPOD_API_KEY" not in env and "AWS_SECRET_ACCESS_KEY" in env
+        # short-lived STS credentials for this job, not the controller's own keys
+        assert env["AWS_ACCESS_KEY_ID"] != "testing" and env.get("AWS_SESSION_TOKEN")
 
 
 def test_a_pod_that_exits_mid_run_is_preempted_and_resumed(
@@ -66,6 +70,8 @@ def test_a_pod_that_exits_mid_run_is_preempted_and_resumed(
         "train",
         "new",
         "train.py",
+        "--max-duration",
+        "1h",
         "--project-dir",
         str(project),
         "--wait",
@@ -102,3 +108,22 @@ def test_a_pod_that_exits_mid_run_is_preempted_and_resumed(
 def test_existing_pods_cannot_be_given_a_command(runpod_fake: FakeRunpod, project: Path) -> None:
     result = run_cli("runpod", "train", "pod-123", "train.py", cwd=project)
     assert result.returncode == 64 and "new" in result.stderr
+
+
+def test_a_pod_job_that_could_outlive_its_credentials_is_refused_before_anything(
+    pods: PodSimulator, runpod_fake: FakeRunpod, project: Path
+) -> None:
+    """No --max-duration: STS credentials could expire under the job; refused (exit 78) before a
+    job row or a pod exists, unless [runpod] long_lived_credentials allows the controller's keys."""
+    refused = run_cli("runpod", "train", "new", "train.py", "--project-dir", str(project), cwd=project)
+    assert refused.returncode == 78 and "long_lived_credentials" in refused.stderr, refused.stderr
+    assert runpod_fake.count("podFindAndDeployOnDemand") == 0
+    assert json.loads(run_cli("jobs", "list", "-o", "json").stdout) == []
+    allowed = run_cli(
+        "runpod", "train", "new", "train.py", "--project-dir", str(project), "--wait",
+        "--poll-interval", "0.3s", "--", "5", "0.01",
+        env={"RUNCTL_RUNPOD__LONG_LIVED_CREDENTIALS": "true"}, cwd=project, timeout=180,
+    )  # fmt: skip
+    assert allowed.returncode == 0, allowed.stderr + str(pods.errors)
+    (pod,) = runpod_fake.pods.values()
+    assert {e["key"]: e["value"] for e in pod.env}["AWS_ACCESS_KEY_ID"] == "testing"  # as allowed

@@ -112,8 +112,9 @@ def test_a_runpod_create_error_echoing_the_pod_env_leaks_nothing(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     runpod_fake.reject_input_with_echo = True
+    long_lived = {"RUNCTL_RUNPOD__LONG_LIVED_CREDENTIALS": "true"}  # the pod gets the profile's keys
     result = run_cli("--debug", "runpod", "train", "new", "train.py", "--project-dir", str(project),
-                     cwd=project, timeout=180)  # fmt: skip
+                     env=long_lived, cwd=project, timeout=180)  # fmt: skip
     assert result.returncode == 65, result.stderr
     assert 'got invalid value (not shown); Field "cloudType"' in result.stderr
     assert PROFILE_SECRET not in result.stderr + result.stdout

@@ -1,4 +1,4 @@
-"""Short-lived storage credentials for pods (runctl.providers.aws.sts), against moto's STS."""
+"""Short-lived storage credentials for pods (runctl.storage.credentials), against moto's STS."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from runctl.core import secrets
 from runctl.core.config import load_config
 from runctl.core.errors import ConfigError
-from runctl.providers.aws.sts import (
+from runctl.storage.credentials import (
     MARGIN_S,
     STS_MAX_S,
     STS_MIN_S,

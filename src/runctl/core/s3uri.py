@@ -115,3 +115,21 @@ def parse_s3_uri(text: str, *, arg: str = "URI", require_key: bool = False) -> S
             f"{arg}: {text!r} names a bucket but no object", hint=f"write {text.rstrip('/')}/KEY"
         )
     return S3Uri(bucket, key)
+
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_location(text: str, *, arg: str = "storage URI") -> str:
+    """``text`` if it can be a storage location (``s3://…`` or a directory path); an empty value
+    or another scheme (``gs://``, ``ftp://``, ``file://``) would silently become a local
+    directory named after it, so it is a :class:`ValidationError` naming ``arg``."""
+    if not text.strip():
+        raise ValidationError(f"{arg} is empty", hint="write s3://BUCKET/PREFIX or a directory path")
+    if _SCHEME_RE.match(text) and not is_s3_uri(text):
+        raise ValidationError(
+            f"{arg} {text!r}: only s3:// URIs and directory paths are storage",
+            hint="write s3://BUCKET/PREFIX (any S3-compatible store: set [storage] endpoint_url) "
+            "or a directory path",
+        )
+    return text

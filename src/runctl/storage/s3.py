@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runctl.clients import aws as session
 from runctl.core.errors import AuthError, NotFoundError
@@ -32,31 +32,7 @@ from runctl.storage.transfer import (
 )
 from runctl.storage.uri import S3Uri, parse_s3_uri, validate_key
 
-if TYPE_CHECKING:
-    from runctl.core.config import StorageConfig
-
 _DELETE_BATCH = 1000
-
-
-def machine_credentials(settings: StorageConfig, *, region: str | None = None) -> dict[str, str]:
-    """The environment a machine without an instance role (a RunPod pod) needs to reach the
-    job's storage: the credentials boto3 resolves here, the endpoint and the region. Secrets:
-    providers mask env values in plans and errors, and they are never logged."""
-    import os
-
-    env: dict[str, str] = {}
-    found = session.credentials()
-    if found is not None:
-        env.update(AWS_ACCESS_KEY_ID=found.access_key, AWS_SECRET_ACCESS_KEY=found.secret_key)
-        if found.token:
-            env["AWS_SESSION_TOKEN"] = found.token
-    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
-    region = settings.region or region or os.environ.get("AWS_REGION")
-    if region:
-        env["AWS_REGION"] = region
-    return env
 
 
 class S3Storage(Storage):

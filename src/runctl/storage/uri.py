@@ -19,6 +19,7 @@ from runctl.core.s3uri import (
     MAX_KEY_BYTES,
     S3_SCHEME,
     S3Uri,
+    check_location,
     is_s3_uri,
     parse_s3_uri,
     validate_bucket,
@@ -37,24 +38,6 @@ __all__ = [
     "validate_bucket",
     "validate_key",
 ]
-
-
-_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def check_location(text: str, *, arg: str = "storage URI") -> str:
-    """``text`` if it can be a storage location (``s3://…`` or a directory path); an empty value
-    or another scheme (``gs://``, ``ftp://``, ``file://``) would silently become a local
-    directory named after it, so it is a :class:`ValidationError` naming ``arg``."""
-    if not text.strip():
-        raise ValidationError(f"{arg} is empty", hint="write s3://BUCKET/PREFIX or a directory path")
-    if _SCHEME_RE.match(text) and not is_s3_uri(text):
-        raise ValidationError(
-            f"{arg} {text!r}: only s3:// URIs and directory paths are storage",
-            hint="write s3://BUCKET/PREFIX (any S3-compatible store: set [storage] endpoint_url) "
-            "or a directory path",
-        )
-    return text
 
 
 def check_relative_key(relative: str, *, what: str = "key") -> PurePosixPath:

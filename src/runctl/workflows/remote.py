@@ -300,6 +300,7 @@ class RemoteTrainer:
             raise ValidationError("give a machine to use or a machine spec to create")
         existing = None if request.machine is None else self._resource_for(request.machine)
         self._check_on_interrupt(request, existing)
+        self._check_credentials(request)
         prepared = None
         if request.spec is not None and existing is None:
             prepared = self._prepare(request.spec, request)  # precheck, priced plan, verdict
@@ -355,6 +356,31 @@ class RemoteTrainer:
                 hint="use --on-interrupt terminate (checkpoints are kept in storage) or detach",
             )
 
+    def _machine_credentials(self, job: Job, request: RemoteTrain) -> dict[str, str]:
+        """What a machine without an instance role gets to reach the job's storage (see
+        :mod:`runctl.storage.credentials`: short-lived and scoped to the job where it can be)."""
+        from runctl.storage.credentials import machine_credentials
+
+        return machine_credentials(
+            self.config.storage,
+            job_id=job.id,
+            storage_root=remote_storage_root(self.config),
+            max_duration_s=request.max_duration,
+            long_lived_allowed=self.config.runpod.long_lived_credentials,
+            region=self.config.aws.region,
+        )
+
+    def _check_credentials(self, request: RemoteTrain) -> None:
+        """A machine without an instance role must not outlive its scoped credentials: refused
+        (ConfigError) before anything is created, unless the user allowed long-lived keys."""
+        if not self.provider.command_at_creation or self.config.storage.endpoint_url:
+            return
+        from runctl.storage.credentials import credentials_lifetime
+
+        credentials_lifetime(
+            request.max_duration, long_lived_allowed=self.config.runpod.long_lived_credentials
+        )
+
     def _prepare(self, spec: MachineSpec, request: RemoteTrain) -> launch.Launch:
         """The launch path's checks for one machine of this job (:mod:`runctl.workflows.launch`)."""
         return launch.prepare(
@@ -399,9 +425,7 @@ class RemoteTrainer:
         if spec is None:
             raise ValidationError("no machine spec to create the job's machine from")
         argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
-        from runctl.storage.s3 import machine_credentials
-
-        env.update(machine_credentials(self.config.storage, region=self.config.aws.region))
+        env.update(self._machine_credentials(job, request))
         env.update(agent_storage_env(self.config.storage))
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
 

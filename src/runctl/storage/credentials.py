@@ -1,4 +1,8 @@
-"""Short-lived storage credentials for a machine without an instance role (a RunPod pod).
+"""Credentials for a machine without an instance role (a RunPod pod) to reach its job's storage.
+
+:func:`machine_credentials` is what such a machine gets in its environment: short-lived STS
+credentials scoped to the job when the storage is AWS S3, the controller's own keys only where
+the user allowed that, and the endpoint and region either way.
 
 A pod must reach its job's storage, but must not carry the controller's long-lived AWS keys:
 whoever reads the pod's environment (RunPod's console, a process in the container, a GraphQL
@@ -30,9 +34,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runctl.core.errors import AuthError, ConfigError, ValidationError
+
+if TYPE_CHECKING:
+    from runctl.core.config import StorageConfig
 
 STS_MIN_S = 900
 STS_MAX_S = 129_600  # GetFederationToken with IAM user keys: 36 hours
@@ -166,3 +173,46 @@ def scoped_credentials(
         duration_s=duration_s,
         expires_at=found["Expiration"].timestamp(),
     )
+
+
+def machine_credentials(
+    settings: StorageConfig,
+    *,
+    job_id: str,
+    storage_root: str,
+    max_duration_s: float | None,
+    long_lived_allowed: bool,
+    region: str | None = None,
+) -> dict[str, str]:
+    """The environment a machine without an instance role needs to reach ``job_id``'s storage.
+
+    On AWS S3: STS credentials limited to the job's prefix for its max duration plus a margin
+    (:func:`scoped_credentials`); a job that may outlive them is refused (ConfigError) unless
+    ``long_lived_allowed``, and then gets the credentials boto3 resolves here. On another
+    S3-compatible store (``[storage] endpoint_url``: MinIO, R2, B2) STS does not exist, so the
+    machine gets that store's keys from boto3's chain, as configured. Never logged: every value
+    is a registered secret, and providers mask env values in plans and errors.
+    """
+    import os
+
+    from runctl.clients import aws as session
+
+    region = settings.region or region or os.environ.get("AWS_REGION")
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    lifetime = (
+        None  # an S3-compatible store named in [storage] has no STS
+        if settings.endpoint_url
+        else credentials_lifetime(max_duration_s, long_lived_allowed=long_lived_allowed)
+    )
+    env: dict[str, str] = {}
+    if lifetime is not None:
+        env.update(scoped_credentials(job_id, storage_root, lifetime, region=region).env)
+    elif (found := session.credentials()) is not None:
+        env.update(AWS_ACCESS_KEY_ID=found.access_key, AWS_SECRET_ACCESS_KEY=found.secret_key)
+        if found.token:
+            env["AWS_SESSION_TOKEN"] = found.token
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+    if region:
+        env["AWS_REGION"] = region
+    return env
