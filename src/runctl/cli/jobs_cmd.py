@@ -22,11 +22,11 @@ def _job_row(job: Any, cost: float) -> dict[str, Any]:
 
 
 def _ledger_with_local_reconciled() -> Any:
-    from runctl.workflows.local import reconcile_local_jobs
+    from runctl.workflows.local import lost_message, reconcile_local_jobs
 
     ledger = STATE.ledger()
     for job in reconcile_local_jobs(ledger):
-        render.info(f"job {job.id} marked lost: its runctl process is gone")
+        render.info(lost_message(job))
     return ledger
 
 

@@ -150,6 +150,15 @@ class LocalConfig(_Section):
     python: str | None = None
     use_uv: bool = True
     rate_usd_per_hour: NonNegativeFloat = 0.0
+    cgroup_root: Path | None = None  # a delegated cgroup2 directory: one cgroup per job
+    max_log_size: ByteSize | None = None  # rotate the job's log at this size (one .1 kept)
+
+    @field_validator("max_log_size")
+    @classmethod
+    def _positive_size(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("max_log_size must be greater than 0 (e.g. '100MiB'), or unset")
+        return value
 
 
 class CheckpointConfig(_Section):
