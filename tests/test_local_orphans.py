@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_runctl_killed_before_its_script_is_on_record_leaves_nothing_running(
     )
     crashed = run_cli("local", "--name", "gated", str(script), env={CRASH_ENV: point})
     assert crashed.returncode == -signal.SIGKILL, f"{point} not reached: {crashed.stderr}"
-    with Ledger(isolated_env / "ledger.db") as ledger:
+    with Ledger.open_default() as ledger:
         (job,) = ledger.list_jobs()
         (row,) = ledger.list_resources(job_id=job.id)  # on record at every step
     tag = f"RUNCTL_JOB_ID={job.id}"
@@ -104,7 +105,7 @@ def test_runctl_killed_before_its_script_is_on_record_leaves_nothing_running(
     listed = run_cli("jobs", "list", "-o", "json")
     assert listed.returncode == 0, listed.stderr
     assert {r["id"]: r["state"] for r in json.loads(listed.stdout)}[job.id] == "lost"
-    with Ledger(isolated_env / "ledger.db") as ledger:
+    with Ledger.open_default() as ledger:
         wait_for(lambda: ledger.get_resource(row.id).is_gone, "the row to be resolved")
     assert not tagged_pids(tag)
 
@@ -115,3 +116,64 @@ def test_a_command_that_cannot_be_executed_is_reported_by_the_gate(tmp_path: Pat
     with pytest.raises(StartError) as caught:
         Supervisor([str(tmp_path / "missing")]).run()
     assert caught.value.filename == str(tmp_path / "missing")
+
+
+# -- two runs of one name at once ---------------------------------------------------------------
+
+#: Fails (exit 3) on its first attempt after saving a checkpoint; succeeds when resumed.
+RESUMABLE = """
+import os, sys
+from runctl import Checkpointer
+ckpt = Checkpointer()
+resumed = ckpt.load() is not None
+ckpt.save({"attempt": os.environ["RUNCTL_ATTEMPT"]}, int(os.environ["RUNCTL_ATTEMPT"]))
+sys.exit(0 if resumed else 3)
+"""
+RACE_TRIALS = 20
+
+
+def test_two_runs_of_one_name_at_once_never_resume_the_same_checkpoint(
+    tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both runs find the resume point, wait for each other (a barrier: the worst interleaving),
+    then both try to start attempt 2: one wins, the other is refused naming the winner."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import runctl.workflows.local as local
+    from runctl.core.config import Config
+    from runctl.core.errors import RunctlError
+
+    script = tmp_path / "train.py"
+    script.write_text(RESUMABLE)
+    config = Config()
+    find = local.find_resume_point
+    barrier = threading.Barrier(2)
+
+    def found_together(ledger: Ledger, name: str) -> object:
+        found = find(ledger, name)
+        barrier.wait(timeout=60)
+        return found
+
+    def run(name: str) -> object:
+        with Ledger.open_default() as ledger:
+            try:
+                return local.run_local(local.LocalRun(script=script, name=name), config, ledger)
+            except RunctlError as exc:
+                return exc
+
+    with Ledger.open_default() as ledger:
+        for trial in range(RACE_TRIALS):
+            first = local.run_local(local.LocalRun(script=script, name=f"race{trial}"), config, ledger)
+            assert first.exit_code == 3
+    monkeypatch.setattr(local, "find_resume_point", found_together)
+    with ThreadPoolExecutor(2) as pool:
+        for trial in range(RACE_TRIALS):
+            results = list(pool.map(run, [f"race{trial}"] * 2))
+            won = [r for r in results if isinstance(r, local.LocalResult)]
+            refused = [r for r in results if isinstance(r, RunctlError)]
+            assert len(won) == 1 and len(refused) == 1, results
+            assert won[0].job.attempt == 2 and won[0].exit_code == 0
+            assert won[0].job.id in str(refused[0]) and refused[0].exit_code == 65
+    with Ledger.open_default() as ledger:
+        attempts = [job.attempt for job in ledger.list_jobs()]
+    assert sorted(attempts) == [1] * RACE_TRIALS + [2] * RACE_TRIALS  # no attempt 2 twice

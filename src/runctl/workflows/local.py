@@ -6,7 +6,11 @@ Decisions where the issue is silent:
 
 * **Job name** defaults to the script's stem; **resume** is on by default: when the most recent
   finished job of the same name ended interrupted, failed, timed out or lost, the new job
-  continues from its latest complete checkpoint (``--no-resume`` starts fresh).
+  continues from its latest complete checkpoint (``--no-resume`` starts fresh). Resuming
+  claims that job in the same transaction that records the new one: of two runs of one name
+  started at once, one continues it and the other is refused (exit 65) naming the job that
+  did. A run whose runctl died is first marked ``lost`` and, if its script is still being
+  stopped, waited for, so the checkpoint it saved while stopping is the one continued.
 * **Checkpoint directory**: ``--checkpoint-dir`` is used as given (shared across runs);
   otherwise each job gets ``<[checkpoint] dir or STATE/checkpoints>/<job id>``, so a fresh run
   never mistakes an old run's files for its own.
