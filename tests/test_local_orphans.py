@@ -5,9 +5,11 @@ orphan is stopped with its job's own grace period without blocking `jobs list`."
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,139 @@ def test_two_runs_of_one_name_at_once_never_resume_the_same_checkpoint(
     with Ledger.open_default() as ledger:
         attempts = [job.attempt for job in ledger.list_jobs()]
     assert sorted(attempts) == [1] * RACE_TRIALS + [2] * RACE_TRIALS  # no attempt 2 twice
+
+
+# -- the whole process tree -----------------------------------------------------------------------
+
+#: Starts two daemons (double fork + setsid), one of which also clears its environment (so only
+#: the subreaper or the cgroup can find it), writes their pids to argv[1], then exits 0 (argv[2]
+#: "exit") or prints "ready" and waits to be stopped.
+DAEMONIZE = """
+import os, sys, time
+pids, mode = sys.argv[1], sys.argv[2]
+open(pids, "w").close()
+def daemon(clear_env):
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pids, "a") as out:
+                out.write(f"{os.getpid()}\\n")
+            if clear_env:
+                os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)"], {})
+            time.sleep(300)
+        os._exit(0)
+    os.wait()
+daemon(False)
+daemon(True)
+while len(open(pids).read().split()) < 2:
+    time.sleep(0.01)
+if mode == "exit":
+    sys.exit(0)
+print("ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def daemon_pids(path: Path) -> list[int]:
+    pids = [int(p) for p in path.read_text().split()]
+    assert len(pids) == 2
+    return pids
+
+
+@pytest.fixture
+def daemonize(tmp_path: Path) -> Path:
+    script = tmp_path / "daemonize.py"
+    script.write_text(DAEMONIZE)
+    return script
+
+
+def test_daemons_of_a_successful_job_are_gone(daemonize: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    result = run_cli("local", str(daemonize), "--", str(pids), "exit")
+    assert result.returncode == 0, result.stderr
+    for pid in daemon_pids(pids):
+        assert not pid_alive(pid), f"daemon {pid} outlived its job"
+
+
+def test_daemons_of_a_cancelled_job_are_gone(
+    background: Callable[..., Background], daemonize: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    bg = background(str(daemonize), "--", str(pids), "wait")
+    job = bg.running_job()
+    bg.wait_for_log(job, "ready")
+    assert all(pid_alive(pid) for pid in daemon_pids(pids))
+    cancelled = run_cli("jobs", "cancel", job.id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    bg.wait()
+    for pid in daemon_pids(pids):
+        assert not pid_alive(pid), f"daemon {pid} outlived its cancelled job"
+
+
+@pytest.fixture
+def cgroup_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private cgroup2 mount (root only) with a directory runctl may use as ``cgroup_root``."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a cgroup2 hierarchy needs root")
+    mount = tmp_path / "cgroup2"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "cgroup2", "none", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount cgroup2 here: {done.stderr.strip()}")
+    root = mount / f"runctl-tests-{os.getpid()}-{tmp_path.name}"
+    root.mkdir()
+    monkeypatch.setenv("RUNCTL_LOCAL__CGROUP_ROOT", str(root))
+    try:
+        yield root
+    finally:
+        for leftover in sorted(root.glob("*/"), reverse=True):
+            if (leftover / "cgroup.kill").exists():
+                (leftover / "cgroup.kill").write_text("1")
+            wait_for(lambda leftover=leftover: _rmdir(leftover), f"{leftover} removed", timeout=10)
+        root.rmdir()
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _rmdir(path: Path) -> bool:
+    try:
+        path.rmdir()
+    except OSError:
+        return False
+    return True
+
+
+def test_cgroup_path_contains_the_tree_even_after_runctl_died(
+    background: Callable[..., Background], daemonize: Path, cgroup_root: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    bg = background(str(daemonize), "--", str(pids), "wait")
+    job = bg.running_job()
+    bg.wait_for_log(job, "ready")
+    cgroup = cgroup_root / f"runctl-{job.id}"
+    inside = {int(p) for p in (cgroup / "cgroup.procs").read_text().split()}
+    assert set(daemon_pids(pids)) <= inside  # setsid did not take them out
+    bg.proc.kill()  # no runctl, no subreaper: the env-less daemon is found only by its cgroup
+    bg.wait()
+    assert run_cli("jobs", "list").returncode == 0
+    for pid in daemon_pids(pids):
+        wait_for(lambda pid=pid: not pid_alive(pid), f"daemon {pid} to be stopped")
+    wait_for(lambda: not cgroup.exists(), f"{cgroup} to be removed")
+
+
+def test_cgroup_path_after_success(daemonize: Path, cgroup_root: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    result = run_cli("local", str(daemonize), "--", str(pids), "exit")
+    assert result.returncode == 0, result.stderr
+    for pid in daemon_pids(pids):
+        assert not pid_alive(pid)
+    assert not [p for p in cgroup_root.iterdir() if p.is_dir()]  # its cgroup was removed
+
+
+def test_cgroup_root_that_is_not_a_cgroup_is_a_config_error(tmp_path: Path) -> None:
+    script = tmp_path / "ok.py"
+    script.write_text("print('never')\n")
+    result = run_cli("local", str(script), env={"RUNCTL_LOCAL__CGROUP_ROOT": str(tmp_path)})
+    assert result.returncode == 78, result.stderr
+    assert "cgroup_root" in result.stderr and "not a cgroup v2 directory" in result.stderr
+    assert "never" not in result.stdout
