@@ -12,6 +12,8 @@ Rules (see DESIGN.md):
   error can add an event but never overwrite the outcome.
 * **Cost from intervals.** Entering a billable state opens a usage interval at the resource's
   current rate; leaving it closes the interval. Cost is the sum over intervals.
+* **Write failures are named.** A full disk, a read-only ledger and an I/O error are each a
+  :class:`StateError` (exit code 74) that names the ledger's path and what to do.
 * **Never silently recreated.** A file that is not a database is copied to a
   ``.corrupt-<time>`` backup and reported (exit code 74); runctl refuses to start a fresh one in
   its place, so no record of a running machine is thrown away by accident.
@@ -289,6 +291,8 @@ class Ledger:
                 hint=f"{self.path} must be a readable, writable file (is it a directory?), or set "
                 "RUNCTL_STATE_DIR to another directory",
             ) from exc
+        if (cannot_write := self._write_failure(exc)) is not None:
+            raise cannot_write from exc
         if not any(sign in str(exc) for sign in ("not a database", "malformed", "corrupt")):
             raise exc
         backup = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -302,6 +306,28 @@ class Ledger:
             hint=f"move {self.path} aside to start a new ledger, or restore it from a backup; "
             "runctl will not overwrite it",
         ) from exc
+
+    def _write_failure(self, exc: sqlite3.DatabaseError) -> StateError | None:
+        """A full disk, a read-only file or an I/O error, as a clear error naming the path."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+        where = self.path.parent
+        move = "or set RUNCTL_STATE_DIR to another directory"
+        if code == sqlite3.SQLITE_FULL:
+            return StateError(
+                f"cannot write the ledger {self.path}: the disk is full",
+                hint=f"free space on the filesystem of {where} (df -h {where}), {move}",
+            )
+        if code == sqlite3.SQLITE_READONLY:
+            return StateError(
+                f"cannot write the ledger {self.path}: it is read-only",
+                hint=f"make {self.path}, its -wal and -shm files and {where} writable, {move}",
+            )
+        if code == sqlite3.SQLITE_IOERR:
+            return StateError(
+                f"cannot read or write the ledger {self.path}: disk I/O error",
+                hint=f"check the disk holding {where} (free space, dmesg), {move}",
+            )
+        return None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -331,8 +331,12 @@ class _LogSink:
             self.handle.flush()
             self.size += len(chunk)
         except OSError as exc:
-            self.error = f"its log {self.path} could not be written: {exc.strerror or exc}"
-            _message(f"job {self.error}; its output is no longer saved (the job goes on)")
+            reason = exc.strerror or str(exc)
+            self.error = f"its log {self.path} could not be written: {reason}"
+            _message(
+                f"the job's log {self.path} could not be written ({reason}): its output is no "
+                "longer saved; the job goes on"
+            )
             with contextlib.suppress(OSError):
                 self.handle.close()
             self.handle = None

@@ -24,6 +24,9 @@ Decisions where the issue is silent:
   ``cancelled`` with exit code 79 (see :mod:`runctl.core.budget`). A job whose runctl died
   without recording an outcome is marked ``lost`` by the next ``jobs`` command (see
   :func:`reconcile_local_jobs`).
+* **A log that cannot be written** (disk full) does not change the outcome: the script ran to its
+  end, its output still reached the terminal. The job keeps its state, its detail says which log
+  failed and why, and runctl exits 73 when the script itself succeeded (its own code otherwise).
 """
 
 from __future__ import annotations
