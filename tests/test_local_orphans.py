@@ -315,3 +315,4 @@ def test_cgroup_root_that_is_not_a_cgroup_is_a_config_error(tmp_path: Path) -> N
     assert result.returncode == 78, result.stderr
     assert "cgroup_root" in result.stderr and "not a cgroup v2 directory" in result.stderr
     assert "never" not in result.stdout
+    assert run_cli("jobs", "list", "-o", "json").stdout == "[]\n"  # nothing recorded

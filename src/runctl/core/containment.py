@@ -20,6 +20,10 @@ four nets, widest last, and stops them all:
    (SIGKILL to every pid in ``cgroup.procs`` on kernels before 5.14). The directory is removed
    once empty.
 
+After runctl itself was killed with SIGKILL, nets 1, 2 and 4 still work; a descendant that both
+left the group and cleared its environment is then out of reach without a cgroup (it was
+re-parented to init): that is what ``cgroup_root`` is for.
+
 Decisions: a graceful stop (SIGTERM, grace period) goes to the process group only, as before:
 that is the script and its workers, which save; whatever is left of the tree after the script
 has exited, or after the grace period, is SIGKILLed, on success as on failure or cancel, since

@@ -46,7 +46,7 @@ from runctl.agent.contract import contract_env
 from runctl.core import checkpoints
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
-from runctl.core.containment import CGROUP_PREFIX
+from runctl.core.containment import CGROUP_PREFIX, check_cgroup_root
 from runctl.core.errors import ExitCode, NotFoundError, ValidationError
 from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, new_id
 from runctl.core.lifecycle import Lifecycle
@@ -144,6 +144,8 @@ def run_local(
     argv = [*command_for(script, config), *request.args]
     name = validate_name(request.name or script.stem)
     grace = request.grace_period or config.local.grace_period
+    if config.local.cgroup_root is not None:
+        check_cgroup_root(config.local.cgroup_root)  # a bad one is refused before anything is recorded
     max_duration = request.max_duration or config.local.max_duration
 
     resume_job: Job | None = request.resumes
