@@ -48,12 +48,12 @@ from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
 from runctl.core.containment import CGROUP_PREFIX, check_cgroup_root
 from runctl.core.errors import ExitCode, NotFoundError, ValidationError
-from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, new_id
+from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, Resource, new_id
 from runctl.core.lifecycle import Lifecycle
 from runctl.core.paths import ensure_dir, ensure_state_dir
 from runctl.core.shutdown import ChildOutcome, StartError, Supervisor, pid_alive
 from runctl.core.testhooks import crash_point
-from runctl.providers.local import KIND, LocalProvider, process_cloud_id, process_spec
+from runctl.providers.local import DEFAULT_GRACE_S, KIND, LocalProvider, process_cloud_id, process_spec
 
 #: How often a local job's cost is checked against ``[cost] max_cost_usd`` (a ledger read).
 BUDGET_CHECK_S = 1.0
@@ -325,13 +325,13 @@ def reconcile_local_jobs(ledger: Ledger) -> list[Job]:
         for resource in ledger.list_resources(job_id=job.id, include_gone=False):
             if resource.state == "running":
                 if stop_in_background(ledger, resource):
-                    stopping.append(resource.spec.get("grace_period"))
+                    stopping.append(_grace_of(resource))
             elif resource.state == "intent":  # never ran: its gate closed with runctl
                 lifecycle.release(resource)
         latest = checkpoints.latest_checkpoint(Path(job.checkpoint_dir)) if job.checkpoint_dir else None
         detail = "runctl stopped without recording an outcome"
         if stopping:
-            detail += f"; its script is being stopped in the background (up to {stopping[0]:g}s to save)"
+            detail += f"; {_STOPPING} (up to {max(stopping):g}s to save)"
         if ledger.finish_job(
             job.id, "lost", detail=detail, last_checkpoint=str(latest.path) if latest else None
         ):
@@ -340,9 +340,16 @@ def reconcile_local_jobs(ledger: Ledger) -> list[Job]:
     return lost
 
 
+_STOPPING = "its script is being stopped in the background"
+
+
+def _grace_of(resource: Resource) -> float:
+    return float(resource.spec.get("grace_period") or DEFAULT_GRACE_S)
+
+
 def lost_message(job: Job) -> str:
     """What to tell the user about a job :func:`reconcile_local_jobs` marked lost."""
-    stopping = "; its script is being stopped in the background" if "background" in (job.detail or "") else ""
+    stopping = f"; {_STOPPING}" if _STOPPING in (job.detail or "") else ""
     return f"job {job.id} marked lost: its runctl process is gone{stopping}"
 
 
@@ -350,14 +357,13 @@ def wait_for_orphans(ledger: Ledger, job: Job) -> None:
     """Wait until the script of ``job`` (a run whose runctl died) has been stopped, so that
     its last save is complete before anyone resumes from it."""
     from runctl.core.containment import KILL_TIMEOUT_S
-    from runctl.providers.local import DEFAULT_GRACE_S
 
-    def live() -> list:
+    def live() -> list[Resource]:
         return [r for r in ledger.list_resources(job_id=job.id, include_gone=False) if r.state == "stopping"]
 
     if not (rows := live()):
         return
-    grace = max(float(r.spec.get("grace_period") or DEFAULT_GRACE_S) for r in rows)
+    grace = max(_grace_of(r) for r in rows)
     logging.getLogger("runctl.local").warning(
         f"waiting up to {grace:g}s for job {job.id}'s script to finish saving before resuming"
     )
