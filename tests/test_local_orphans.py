@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -316,3 +317,22 @@ def test_cgroup_root_that_is_not_a_cgroup_is_a_config_error(tmp_path: Path) -> N
     assert "cgroup_root" in result.stderr and "not a cgroup v2 directory" in result.stderr
     assert "never" not in result.stdout
     assert run_cli("jobs", "list", "-o", "json").stdout == "[]\n"  # nothing recorded
+
+
+def test_a_program_embedding_runctl_keeps_its_own_children(daemonize: Path, tmp_path: Path) -> None:
+    """The subreaper net takes the script's daemons, never a child the host program started
+    meanwhile (its own session), nor steals that child's exit status."""
+    from runctl.core.shutdown import Supervisor
+
+    own: list[subprocess.Popen[bytes]] = []
+    pids = tmp_path / "pids"
+    supervisor = Supervisor(
+        [sys.executable, str(daemonize), str(pids), "exit"],
+        on_start=lambda _pid: own.append(subprocess.Popen(["sleep", "60"])),
+    )
+    assert supervisor.run().returncode == 0
+    assert not any(pid_alive(pid) for pid in daemon_pids(pids))  # no tag given: subreaper only
+    (mine,) = own
+    assert mine.poll() is None  # alive, and not reaped behind the host's back
+    mine.kill()
+    assert mine.wait(timeout=10) == -signal.SIGKILL

@@ -28,8 +28,10 @@ Decisions: a graceful stop (SIGTERM, grace period) goes to the process group onl
 that is the script and its workers, which save; whatever is left of the tree after the script
 has exited, or after the grace period, is SIGKILLed, on success as on failure or cancel, since
 nothing may keep running unseen. The subreaper flag stays set for the life of the runctl
-process (it cannot be given back safely while re-parented processes exist); every process
-re-parented to runctl while a job runs is treated as the job's.
+process (it cannot be given back safely while re-parented processes exist). A process
+re-parented to runctl is the job's when it is in the script's session, or in a session of its
+own while runctl supervises only this job; runctl's own children (its session) and another
+supervised job's never are, so a program that embeds runctl keeps its other children.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import ctypes
 import errno
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +50,8 @@ from pathlib import Path
 from runctl.core.errors import ConfigError
 
 PR_SET_CHILD_SUBREAPER = 36
+_ACTIVE: list[ProcessTree] = []  # the trees this process supervises now (subreaper net)
+_ACTIVE_LOCK = threading.Lock()
 CGROUP_PREFIX = "runctl-"
 KILL_TIMEOUT_S = 10.0
 
@@ -65,6 +70,7 @@ class _Proc:
     pid: int
     ppid: int
     pgrp: int
+    session: int
     zombie: bool
 
 
@@ -81,7 +87,7 @@ def _processes() -> Iterable[_Proc]:
                 fields = handle.read().rsplit(b")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        yield _Proc(int(name), int(fields[1]), int(fields[2]), fields[0] == b"Z")
+        yield _Proc(int(name), int(fields[1]), int(fields[2]), int(fields[3]), fields[0] == b"Z")
 
 
 def _carries(pid: int, tag: bytes) -> bool:
@@ -117,7 +123,7 @@ def check_cgroup_root(root: Path) -> Path:
     return root
 
 
-@dataclass
+@dataclass(eq=False)
 class ProcessTree:
     """Every process of one job (see the module docstring).
 
@@ -136,6 +142,32 @@ class ProcessTree:
         if self.reaper:  # children this process already had belong to someone else
             me = os.getpid()
             self._not_ours = {p.pid for p in _processes() if p.ppid == me}
+            with _ACTIVE_LOCK:
+                _ACTIVE.append(self)
+
+    def close(self) -> None:
+        """The job is over: stop counting this process's re-parented children as its."""
+        with _ACTIVE_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+
+    def _reparented(self, proc: _Proc, me: int) -> bool:
+        """Whether a child of this (subreaper) process is a descendant of the job's script.
+
+        Never one of this process's own children (same session), nor one of another job's
+        supervised by this process at the same time (its script's session); a daemon in a session
+        of its own is the job's only when this is the one job this process supervises (a library
+        user running two at once relies on the tag and the cgroup for those).
+        """
+        if not self.reaper or proc.ppid != me or proc.pid in self._not_ours or proc.pid == self.pgid:
+            return False
+        if proc.session == self.pgid:
+            return True
+        with _ACTIVE_LOCK:
+            others = [tree.pgid for tree in _ACTIVE if tree is not self]
+        if proc.session == os.getsid(0) or proc.session in others or proc.pid in others:
+            return False
+        return not others
 
     # -- the cgroup ------------------------------------------------------------------------------
 
@@ -185,7 +217,7 @@ class ProcessTree:
                 continue
             if (
                 (self.pgid is not None and proc.pgrp == self.pgid and self._leader_is_ours())
-                or (self.reaper and proc.ppid == me and proc.pid not in self._not_ours)
+                or self._reparented(proc, me)
                 or (tag is not None and _carries(proc.pid, tag))
             ):
                 found.add(proc.pid)
@@ -254,10 +286,8 @@ class ProcessTree:
 
         Only those pids, one by one: the script itself is waited for by its ``Popen``.
         """
-        if not self.reaper:
-            return
         me = os.getpid()
         for proc in _processes():
-            if proc.ppid == me and proc.zombie and proc.pid != self.pgid and proc.pid not in self._not_ours:
+            if proc.zombie and self._reparented(proc, me):
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(proc.pid, os.WNOHANG)

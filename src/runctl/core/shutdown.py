@@ -159,6 +159,7 @@ class Supervisor:
             for fd in (gate_read, gate_write, error_read, error_write):
                 os.close(fd)
             log.close()
+            tree.close()
             tree.remove_cgroup()
             raise
         os.close(gate_read)
@@ -182,6 +183,7 @@ class Supervisor:
             tree.kill_all()  # leftovers, wherever they went, or everything if we failed
             child.wait()
             tree.reap()
+            tree.close()
             tree.remove_cgroup()
             tee.join(timeout=5)
             log.close()
