@@ -141,3 +141,17 @@ def test_max_log_size_must_be_a_positive_size(tmp_path: Path) -> None:
     for bad in ("0", "lots"):
         result = run_cli("local", str(script), env={"RUNCTL_LOCAL__MAX_LOG_SIZE": bad})
         assert result.returncode == 78 and "max_log_size" in result.stderr, result.stderr
+
+
+def test_follow_reads_across_a_rotation(tmp_path: Path) -> None:
+    from runctl.workflows.jobs import follow_log
+
+    log = tmp_path / "job.log"
+    log.write_bytes(b"old part\n")
+    ended = False
+    follow = follow_log(log, until=lambda: ended, poll=0.01)
+    assert next(follow) == b"old part\n"
+    log.replace(log.with_name("job.log.1"))  # what max_log_size does
+    log.write_bytes(b"new part\n")
+    ended = True
+    assert b"".join(follow) == b"new part\n"
