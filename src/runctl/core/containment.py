@@ -211,46 +211,53 @@ class ProcessTree:
         """The live processes of the tree (zombies excluded)."""
         me = os.getpid()
         tag = self.tag.encode() if self.tag else None
+        group = self.pgid if self.pgid is not None and self._group_is_ours() else None
         found = set()
         for proc in _processes():
             if proc.zombie or proc.pid == me:
                 continue
             if (
-                (self.pgid is not None and proc.pgrp == self.pgid and self._leader_is_ours())
+                proc.pgrp == group
                 or self._reparented(proc, me)
                 or (tag is not None and _carries(proc.pid, tag))
             ):
                 found.add(proc.pid)
-        cgroup = self._cgroup_pids()
-        return found | cgroup
+        return found | self._cgroup_pids()
 
-    def _leader_is_ours(self) -> bool:
-        """Whether the process group is the job's: we started it, or its members carry the tag."""
-        return self.reaper or self.tag is None
+    def _group_is_ours(self) -> bool:
+        """Whether the whole process group is the job's: this process started its leader, or
+        the leader still carries the job's tag (a reused pid never does)."""
+        if self.reaper or self.tag is None:
+            return True
+        return self.pgid is not None and _carries(self.pgid, self.tag.encode())
+
+    def _group(self) -> list[_Proc]:
+        """The live members of the script's group that are the job's."""
+        if self.pgid is None:
+            return []
+        whole = self._group_is_ours()
+        tag = (self.tag or "").encode()
+        return [
+            p
+            for p in _processes()
+            if p.pgrp == self.pgid and not p.zombie and (whole or _carries(p.pid, tag))
+        ]
 
     def group_alive(self) -> bool:
         """Whether a live member of the script's process group remains."""
-        if self.pgid is None:
-            return False
-        return any(p.pgrp == self.pgid and not p.zombie for p in _processes() if self._in_tree(p))
-
-    def _in_tree(self, proc: _Proc) -> bool:
-        return self._leader_is_ours() or _carries(proc.pid, (self.tag or "").encode())
+        return bool(self._group())
 
     # -- stopping --------------------------------------------------------------------------------
 
     def terminate_group(self) -> None:
         """SIGTERM to the script's process group (its members that are the job's)."""
-        if self.pgid is None:
-            return
-        if self._leader_is_ours():
+        if self.pgid is not None and self._group_is_ours():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pgid, signal.SIGTERM)
             return
-        for proc in _processes():
-            if proc.pgrp == self.pgid and not proc.zombie and self._in_tree(proc):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(proc.pid, signal.SIGTERM)
+        for proc in self._group():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(proc.pid, signal.SIGTERM)
 
     def stop(self, grace: float) -> set[int]:
         """Stop the tree as its runner would: SIGTERM to the group, up to ``grace`` seconds for
@@ -269,7 +276,7 @@ class ProcessTree:
                 (self.cgroup / "cgroup.kill").write_text("1\n")
         deadline = time.monotonic() + timeout
         while True:
-            if self.pgid is not None and self._leader_is_ours():
+            if self.pgid is not None and self._group_is_ours():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pgid, signal.SIGKILL)
             alive = self.members()
