@@ -348,10 +348,9 @@ def test_runctl_killed_with_sigkill_is_marked_lost_and_its_orphan_stopped(
     assert f"job {job.id} marked lost" in result.stderr
     rows = {row["id"]: row for row in json.loads(result.stdout)}
     assert rows[job.id]["state"] == "lost"
-    assert not pid_alive(pid)  # nothing keeps running unseen
+    wait_for(lambda: not pid_alive(pid), "the orphan to be stopped in the background")
     with ledger_at(isolated_env) as ledger:
-        (resource,) = ledger.list_resources(job_id=job.id)
-        assert resource.state == "terminated"
+        wait_for(lambda: ledger.list_resources(job_id=job.id)[0].state == "terminated", "its row")
         assert all(u.ended_at is not None for u in ledger.usage(job_id=job.id))
     # a second look finds nothing more to do
     assert "marked lost" not in run_cli("jobs", "list").stderr

@@ -25,11 +25,11 @@ def _job_row(job: Any, cost: float) -> dict[str, Any]:
 
 
 def _ledger_with_local_reconciled() -> Any:
-    from runctl.workflows.local import reconcile_local_jobs
+    from runctl.workflows.local import lost_message, reconcile_local_jobs
 
     ledger = STATE.ledger()
     for job in reconcile_local_jobs(ledger):
-        render.info(f"job {job.id} marked lost: its runctl process is gone")
+        render.info(lost_message(job))
     return ledger
 
 
@@ -191,9 +191,11 @@ def logs(
             raise NotFoundError(
                 f"log file {path} does not exist", hint="it was removed, or the job never started"
             )
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 16):
-                out.write(chunk)
+        rotated = path.with_name(path.name + ".1")  # the older part, if [local] max_log_size rotated it
+        for part in (rotated, path) if rotated.exists() else (path,):
+            with part.open("rb") as handle:
+                while chunk := handle.read(1 << 16):
+                    out.write(chunk)
         out.flush()
         return
     from runctl.workflows.local import reconcile_local_jobs

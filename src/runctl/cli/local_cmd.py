@@ -77,4 +77,6 @@ def local(
         if job.last_checkpoint:
             info(f"last checkpoint: {job.last_checkpoint}", job_id=job.id)
         info(f"log: {job.log_path}", job_id=job.id)
+        if result.outcome.log_error:
+            info(f"error: {result.outcome.log_error} (exit {result.exit_code})", job_id=job.id)
     return result.exit_code

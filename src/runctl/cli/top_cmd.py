@@ -29,12 +29,12 @@ def top(
     """
     from runctl.core.errors import RunctlError, UsageError
     from runctl.workflows.dashboard import snapshot
-    from runctl.workflows.local import reconcile_local_jobs
+    from runctl.workflows.local import lost_message, reconcile_local_jobs
 
     ledger = STATE.ledger()
     try:
         for job in reconcile_local_jobs(ledger):
-            render.info(f"job {job.id} marked lost: its runctl process is gone", job_id=job.id)
+            render.info(lost_message(job), job_id=job.id)
     except RunctlError as exc:  # the dashboard still shows the ledger as it is
         logging.getLogger("runctl.cli").warning("%s", exc.message, extra={"hint": exc.hint})
     if output is OutputFormat.json:

@@ -204,6 +204,17 @@ class LocalConfig(_Section):
     """Run scripts that carry PEP 723 inline metadata with `uv run` when uv is installed."""
     rate_usd_per_hour: NonNegativeFloat = 0.0
     """What this machine costs per hour, for cost reports."""
+    cgroup_root: Path | None = None
+    """A delegated cgroup2 directory: each job gets a cgroup below it, killed whole at its end."""
+    max_log_size: ByteSize | None = None
+    """Rotate a job's log at this size, keeping one `.1` (unset: no cap)."""
+
+    @field_validator("max_log_size")
+    @classmethod
+    def _positive_size(cls, value: int | None) -> int | None:
+        if value is not None and value <= 0:
+            raise ValueError("max_log_size must be greater than 0 (e.g. '100MiB'), or unset")
+        return value
 
 
 class CheckpointConfig(_Section):

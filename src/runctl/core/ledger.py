@@ -15,6 +15,8 @@ Rules (see DESIGN.md):
 * **No secret stored.** Every job detail and event (message and data) is redacted
   (:func:`runctl.core.secrets.redact`) on its way in, whoever wrote it: a provider's error
   that echoes a credential is stored masked.
+* **Write failures are named.** A full disk, a read-only ledger and an I/O error are each a
+  :class:`StateError` (exit code 74) that names the ledger's path and what to do.
 * **Never silently recreated.** A file that is not a database is copied to a
   ``.corrupt-<time>`` backup and reported (exit code 74); runctl refuses to start a fresh one in
   its place, so no record of a running machine is thrown away by accident. An empty (0-byte)
@@ -155,6 +157,23 @@ MIGRATIONS: Sequence[str] = (
         WHERE kind IN ('instance', 'volume') AND json_extract(spec, '$.billing_minimum_s') IS NULL;
     """,
 )
+
+
+class ResumeTakenError(ValidationError):
+    """Another run already continues the job this one was about to resume."""
+
+    def __init__(self, resumed: Job, by: str, state: str, attempt: int) -> None:
+        running = state not in FINAL_JOB_STATES
+        super().__init__(
+            f"job {resumed.name!r} is already being resumed from job {resumed.id} by job {by} "
+            f"(attempt {attempt}, {state})"
+            if running
+            else f"job {resumed.id} was already resumed by job {by} (attempt {attempt}, {state})",
+            hint=f"wait for job {by} to end ('runctl jobs show {by}') or cancel it "
+            f"('runctl jobs cancel {by}'); or start a separate run with --no-resume or another --name"
+            if running
+            else f"run again to continue from job {by}, or start afresh with --no-resume",
+        )
 
 
 def new_id(prefix: str) -> str:
@@ -326,6 +345,8 @@ class Ledger:
                 hint=f"{self.path} must be a readable, writable file (is it a directory?), or set "
                 "RUNCTL_STATE_DIR to another directory",
             ) from exc
+        if (cannot_write := self._write_failure(exc)) is not None:
+            raise cannot_write from exc
         if not any(sign in str(exc) for sign in ("not a database", "malformed", "corrupt")):
             raise exc
         saved = self._backup()
@@ -334,6 +355,28 @@ class Ledger:
             hint=f"move {self.path} aside to start a new ledger, or restore it from a backup; "
             "runctl will not overwrite it",
         ) from exc
+
+    def _write_failure(self, exc: sqlite3.DatabaseError) -> StateError | None:
+        """A full disk, a read-only file or an I/O error, as a clear error naming the path."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+        where = self.path.parent
+        move = "or set RUNCTL_STATE_DIR to another directory"
+        if code == sqlite3.SQLITE_FULL:
+            return StateError(
+                f"cannot write the ledger {self.path}: the disk is full",
+                hint=f"free space on the filesystem of {where} (df -h {where}), {move}",
+            )
+        if code == sqlite3.SQLITE_READONLY:
+            return StateError(
+                f"cannot write the ledger {self.path}: it is read-only",
+                hint=f"make {self.path}, its -wal and -shm files and {where} writable, {move}",
+            )
+        if code == sqlite3.SQLITE_IOERR:
+            return StateError(
+                f"cannot read or write the ledger {self.path}: disk I/O error",
+                hint=f"check the disk holding {where} (free space, dmesg), {move}",
+            )
+        return None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -469,10 +512,24 @@ class Ledger:
         attempt: int = 1,
         job_id: str | None = None,
         runner_pid: int | None = None,
+        resumes: Job | None = None,
     ) -> Job:
-        """Record a new job in state ``pending``."""
+        """Record a new job in state ``pending``.
+
+        ``resumes``: the job this one continues. Claiming it is part of the same transaction: if
+        a newer job of the name already continues it (two runs resuming the same checkpoint at
+        once), nothing is written and :class:`ResumeTakenError` names that job.
+        """
         job_id = job_id or new_id("j")
         with self._tx() as conn:
+            if resumes is not None:
+                taken = conn.execute(
+                    "SELECT id, state, attempt FROM jobs WHERE name = ? AND id != ? AND attempt > ?"
+                    " AND created_at >= ? ORDER BY created_at LIMIT 1",
+                    (resumes.name, resumes.id, resumes.attempt, resumes.created_at),
+                ).fetchone()
+                if taken is not None:
+                    raise ResumeTakenError(resumes, taken["id"], taken["state"], taken["attempt"])
             conn.execute(
                 "INSERT INTO jobs (id, name, provider, state, script, args, workdir, created_at,"
                 " attempt, checkpoint_dir, log_path, resume_from, host, runner_pid)"
@@ -682,11 +739,27 @@ class Ledger:
         ``expect``: change the row only if it is still in that state (compare-and-set, for a
         writer acting on an earlier read, such as reconcile); otherwise leave it as it is.
         """
+        if expect is None:
+            with self._tx() as conn:
+                self._transition(conn, resource_id, state, billable, detail)
+        else:
+            self.claim(resource_id, expect=expect, state=state, billable=billable, detail=detail)
+        return self.get_resource(resource_id)
+
+    def claim(
+        self, resource_id: str, *, expect: str, state: str, billable: bool, detail: str | None = None
+    ) -> bool:
+        """Compare-and-set: move the resource from ``expect`` to ``state`` in one transaction.
+
+        Returns False (and changes nothing) if another writer moved it first, so of several
+        processes acting on the same row exactly one wins.
+        """
         with self._tx() as conn:
             current = conn.execute("SELECT state FROM resources WHERE id = ?", (resource_id,)).fetchone()
-            if expect is None or current is None or current["state"] == expect:
-                self._transition(conn, resource_id, state, billable, detail)
-        return self.get_resource(resource_id)
+            if current is not None and current["state"] != expect:
+                return False
+            self._transition(conn, resource_id, state, billable, detail)
+            return True
 
     def update_spec(self, resource_id: str, **fields: Any) -> Resource:
         """Merge ``fields`` into a resource's spec (what was actually placed, where its rate came

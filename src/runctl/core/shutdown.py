@@ -11,7 +11,8 @@
 3. When the grace period runs out the group gets SIGKILL, and the outcome says so.
 4. A second Ctrl-C (or second SIGTERM) during the grace period kills the group at once, and
    says so on stderr.
-5. When the child exits, whatever it left in its group is killed: nothing keeps running unseen.
+5. When the child exits, whatever it left is killed, in its group or not (a daemon that called
+   ``setsid``): see :mod:`runctl.core.containment`. Nothing keeps running unseen.
 6. A stop that arrived is never lost, whatever the order: a signal or a stop request that came
    while the child was exiting, or after it exited but before :meth:`Supervisor.run` returns, is
    still in the outcome (a shutdown signals the script and runctl at once, and a script that
@@ -20,13 +21,23 @@
 7. The previous signal handlers are restored; the caller records the outcome
    (:class:`ChildOutcome`) in the ledger, on every path.
 
+**Nothing runs untracked.** The child starts behind a gate: a tiny ``python -I -S`` stub that
+waits on a pipe before it execs the command. ``on_start(pid)`` records the pid (and the job's
+cgroup takes it) first; only then is the gate opened. If runctl dies in between, the stub reads
+EOF and exits without running anything. A command that cannot be executed raises
+:class:`StartError` (an ``OSError``), reported back by the stub as ``subprocess`` does.
+
 Output (stdout and stderr merged, unbuffered) is teed to a sink (the terminal) and a log file,
-flushed per chunk so ``runctl logs --follow`` sees it live.
+flushed per chunk so ``runctl logs --follow`` sees it live. The tee never stops draining the
+child: a log that cannot be written (disk full) is said once on stderr and recorded in
+:attr:`ChildOutcome.log_error`, and the job goes on. ``max_log_size`` rotates the log: at that
+size it becomes ``<log>.1`` (replacing the previous one) and a new log starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -39,6 +50,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
+
+from runctl.core.containment import ProcessTree, enable_subreaper
+from runctl.core.errors import StateDirError
 
 POLL_INTERVAL_S = 0.05
 
@@ -53,6 +67,7 @@ class ChildOutcome:
     killed: str | None = None  # why SIGKILL was needed, if it was
     pid: int = 0
     stop_reason: str | None = None  # a stop asked through request_stop() (e.g. a spot notice)
+    log_error: str | None = None  # the log could not be written (disk full): what happened
 
     @property
     def stopped_by_request(self) -> bool:
@@ -95,6 +110,9 @@ class Supervisor:
         on_start: Callable[[int], None] | None = None,
         on_tick: Callable[[], None] | None = None,
         tick_interval: float = 5.0,
+        tree_tag: str | None = None,
+        cgroup: Path | None = None,
+        max_log_size: int | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = dict(env) if env is not None else None
@@ -106,6 +124,9 @@ class Supervisor:
         self.on_start = on_start
         self.on_tick = on_tick
         self.tick_interval = tick_interval
+        self.tree_tag = tree_tag
+        self.cgroup = cgroup
+        self.max_log_size = max_log_size
         self._signals: list[int] = []
         self._stop_requests: list[tuple[str, float | None]] = []
 
@@ -133,33 +154,56 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _run(self) -> ChildOutcome:
-        log = self.log_path.open("ab") if self.log_path else None
+        log = _LogSink.open(self.log_path, self.max_log_size)
+        tree = ProcessTree(tag=self.tree_tag, cgroup=self.cgroup, reaper=enable_subreaper())
+        gate_read, gate_write = os.pipe()  # the child waits on it until it is on record
+        error_read, error_write = os.pipe()  # the gate reports a failed exec on it
         try:
+            tree.create_cgroup()
             child = subprocess.Popen(
-                self.argv,
+                [sys.executable, "-I", "-S", "-c", _GATE, str(gate_read), str(error_write), *self.argv],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                pass_fds=(gate_read, error_write),
             )
         except BaseException:
-            if log:
-                log.close()
+            for fd in (gate_read, gate_write, error_read, error_write):
+                os.close(fd)
+            log.close()
+            tree.close()
+            tree.remove_cgroup()
             raise
+        os.close(gate_read)
+        os.close(error_write)
+        tree.pgid = child.pid
         tee = threading.Thread(target=self._tee, args=(child, log), daemon=True)
         tee.start()
         try:
+            tree.enter_cgroup(child.pid)
             if self.on_start:
-                self.on_start(child.pid)
+                self.on_start(child.pid)  # the child is on record before it runs anything
+            os.write(gate_write, b"1")
+            os.close(gate_write)
+            gate_write = -1
+            _raise_exec_error(error_read, self.argv[0])
             outcome = self._supervise(child)
         finally:
-            _kill_group(child.pid, signal.SIGKILL)  # leftovers, or everything if we failed
+            if gate_write >= 0:
+                os.close(gate_write)  # the gate sees EOF: the script never runs
+            os.close(error_read)
+            tree.kill_all()  # leftovers, wherever they went, or everything if we failed
             child.wait()
+            tree.reap()
+            tree.close()
+            tree.remove_cgroup()
             tee.join(timeout=5)
-            if log:
-                log.close()
+            log.close()
+        if log.error:
+            return dataclasses.replace(outcome, log_error=log.error)
         return outcome
 
     def _supervise(self, child: subprocess.Popen[bytes]) -> ChildOutcome:
@@ -233,13 +277,13 @@ class Supervisor:
         _kill_group(child.pid, signal.SIGTERM)
         return now + self.grace_period
 
-    def _tee(self, child: subprocess.Popen[bytes], log: BinaryIO | None) -> None:
+    def _tee(self, child: subprocess.Popen[bytes], log: _LogSink) -> None:
+        """Copy the child's output to the log and the terminal; never stop draining it (a
+        child blocked on a full pipe would hang the job), whatever fails on the way."""
         assert child.stdout is not None
         fd = child.stdout.fileno()
         while chunk := os.read(fd, 65536):
-            if log:
-                log.write(chunk)
-                log.flush()
+            log.write(chunk)
             if self.echo:
                 try:
                     self.echo.write(chunk)
@@ -247,6 +291,91 @@ class Supervisor:
                 except (BrokenPipeError, ValueError):
                     self.echo = None  # the terminal went away; keep logging to the file
         child.stdout.close()
+
+
+class StartError(OSError):
+    """The command could not be executed (no such file, no interpreter, not executable)."""
+
+
+def _raise_exec_error(error_read: int, program: str) -> None:
+    """Wait until the gate has exec'd the command (its end of the pipe closes), or raise why not."""
+    report = b""
+    while chunk := os.read(error_read, 64):
+        report += chunk
+    if report:
+        code = int(report)
+        raise StartError(code, os.strerror(code), program)
+
+
+#: Runs first in the child (``python -I -S -c``): waits until runctl has recorded it, then execs
+#: the command. EOF on the gate means runctl died first: the command never runs.
+_GATE = """
+import os, sys
+gate, error = int(sys.argv[1]), int(sys.argv[2])
+if os.read(gate, 1) != b"1":
+    os._exit(125)
+os.close(gate)
+os.set_inheritable(error, False)
+try:
+    os.execvp(sys.argv[3], sys.argv[3:])
+except OSError as exc:
+    os.write(error, str(exc.errno or 8).encode())
+    os._exit(127)
+"""
+
+
+class _LogSink:
+    """The job's log file: flushed per chunk, rotated at ``max_size`` (one ``.1`` kept), and
+    given up on (said once on stderr, recorded in the outcome) when it cannot be written."""
+
+    def __init__(self, path: Path | None, handle: BinaryIO | None, max_size: int | None) -> None:
+        self.path = path
+        self.handle = handle
+        self.max_size = max_size
+        self.size = handle.tell() if handle else 0
+        self.error: str | None = None
+
+    @classmethod
+    def open(cls, path: Path | None, max_size: int | None) -> _LogSink:
+        if path is None:
+            return cls(None, None, max_size)
+        try:
+            return cls(path, path.open("ab"), max_size)
+        except OSError as exc:
+            raise StateDirError(
+                f"cannot open the job's log {path}: {exc.strerror or exc}",
+                hint=f"free space or fix the permissions of {path.parent}, or set "
+                "RUNCTL_STATE_DIR to another directory",
+            ) from exc
+
+    def write(self, chunk: bytes) -> None:
+        if self.handle is None or self.path is None:
+            return
+        try:
+            if self.max_size is not None and self.size and self.size + len(chunk) > self.max_size:
+                self.handle.close()
+                self.path.replace(self.path.with_name(self.path.name + ".1"))
+                self.handle = self.path.open("ab")
+                self.size = 0
+            self.handle.write(chunk)
+            self.handle.flush()
+            self.size += len(chunk)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            self.error = f"its log {self.path} could not be written: {reason}"
+            _message(
+                f"the job's log {self.path} could not be written ({reason}): its output is no "
+                "longer saved; the job goes on"
+            )
+            with contextlib.suppress(OSError):
+                self.handle.close()
+            self.handle = None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
+            self.handle = None
 
 
 def _kill_group(pgid: int, sig: int) -> None:

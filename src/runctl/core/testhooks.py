@@ -34,6 +34,11 @@ CRASH_POINTS: dict[str, tuple[str, ...]] = {
         "runpod.create.after_call",
         "runpod.create.ledger_updated",
     ),
+    "local": (
+        "local.intent_written",  # the process row exists, no child yet
+        "local.child_started",  # the child exists behind its gate, its pid not yet recorded
+        "local.pid_recorded",  # the pid is on record, the gate not yet opened
+    ),
     "workflow train": (
         "workflow.job_recorded",  # the job row exists, nothing uploaded or created
         "workflow.code_uploaded",  # the code bundle is in storage

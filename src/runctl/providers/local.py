@@ -1,30 +1,38 @@
-"""The local provider: this machine. Its one resource kind is the job's process group.
+"""The local provider: this machine. Its one resource kind is the job's process tree.
 
 Tracking the training process as a ledger resource (cloud id ``<pid>@<host>``) gives local
-jobs the same lifecycle and cost path as cloud ones: a ``runctl local`` killed with SIGKILL
-leaves its child training; ``release`` finds it (only if it still carries the job's
-``RUNCTL_JOB_ID``, so a reused pid is never touched) and stops its group. The rate is
+jobs the same lifecycle and cost path as cloud ones. The row is written (state ``intent``)
+before the script starts and carries what stopping it needs: its grace period and its cgroup.
+A ``runctl local`` killed with SIGKILL leaves its script training; ``release`` stops it exactly
+as its runner would have (SIGTERM to its group, the job's own grace period to save, then SIGKILL
+to everything left of its tree, see :mod:`runctl.core.containment`). Only processes that carry
+the job's ``RUNCTL_JOB_ID`` are touched, so a reused pid never is. The rate is
 ``[local] rate_usd_per_hour`` (0 by default: your own machine).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import time
+from pathlib import Path
 
+from runctl.core.containment import ProcessTree
 from runctl.core.errors import ResourceError
 from runctl.core.ledger import Ledger, Resource
 from runctl.core.lifecycle import Lifecycle
-from runctl.core.shutdown import pid_alive
 from runctl.providers.base import ResourceProvider
 
 KIND = "process"
+#: The grace period of a row written before it was stored with the job (the config default).
+DEFAULT_GRACE_S = 30.0
 
 
 def process_cloud_id(pid: int) -> str:
     return f"{pid}@{socket.gethostname()}"
+
+
+def process_spec(argv: list[str], *, grace_period: float, cgroup: Path | None) -> dict[str, object]:
+    """What a process row stores so that anyone can stop the job as its runner would."""
+    return {"argv": argv, "grace_period": grace_period, "cgroup": str(cgroup) if cgroup else None}
 
 
 class LocalProvider(ResourceProvider):
@@ -44,41 +52,33 @@ class LocalProvider(ResourceProvider):
             )
         return int(pid)
 
-    def _is_jobs_process(self, pid: int, job_id: str | None) -> bool:
-        if not pid_alive(pid):
-            return False
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                return f"RUNCTL_JOB_ID={job_id}".encode() in handle.read().split(b"\0")
-        except OSError:
-            return False
+    def _tree(self, resource: Resource) -> ProcessTree:
+        cgroup = resource.spec.get("cgroup")
+        return ProcessTree(
+            pgid=self._pid(resource),
+            tag=f"RUNCTL_JOB_ID={resource.job_id}",
+            cgroup=Path(cgroup) if cgroup else None,
+        )
 
     def lookup(self, resource: Resource) -> str | None:
-        pid = self._pid(resource)
-        return "running" if pid and self._is_jobs_process(pid, resource.job_id) else None
+        return "running" if self._tree(resource).members() else None
 
-    def release(self, resource: Resource, *, grace: float = 10.0) -> str:
-        pid = self._pid(resource)
-        if pid and self._is_jobs_process(pid, resource.job_id):
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if pid_alive(pid):
-                os.killpg(pid, signal.SIGKILL)
-                time.sleep(0.2)
-            if pid_alive(pid):
-                raise ResourceError(
-                    f"process group {pid} did not exit after SIGKILL",
-                    resource_id=resource.id,
-                    resource_state="running",
-                    hint=f"check 'ps -g {pid}'",
-                    retryable=True,
-                )
+    def release(self, resource: Resource) -> str:
+        tree = self._tree(resource)
+        survivors = tree.stop(float(resource.spec.get("grace_period") or DEFAULT_GRACE_S))
+        if survivors:
+            raise ResourceError(
+                f"processes {sorted(survivors)} of job {resource.job_id} did not exit after SIGKILL",
+                resource_id=resource.id,
+                resource_state="running",
+                hint=f"check 'ps -o pid,stat,cmd -p {','.join(map(str, sorted(survivors)))}'",
+                retryable=True,
+            )
+        tree.remove_cgroup()
         return "terminated"
 
     def is_billable(self, kind: str, state: str) -> bool:
-        return state == "running"
+        return state in ("running", "stopping")
 
 
 def local_lifecycle(ledger: Ledger) -> Lifecycle:

@@ -1,5 +1,8 @@
 """Operations on recorded jobs: cancel one, follow its log.
 
+A local job's log may be rotated (``[local] max_log_size``): :func:`follow_log` notices the
+file was replaced and goes on from the start of the new one, so nothing is skipped.
+
 ``cancel`` first writes ``cancel_requested`` in the ledger, then signals the job's runctl
 process (SIGTERM): that process stops the script gracefully and, seeing the flag, records
 ``cancelled`` rather than ``interrupted``. A job whose runctl is gone is finished as
@@ -14,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from runctl.core.errors import NotFoundError, ValidationError
 from runctl.core.ledger import Job, Ledger
@@ -58,7 +62,8 @@ def follow_log(
         if until() or time.monotonic() > deadline_missing:
             raise NotFoundError(f"log file {path} does not exist", hint="the job may not have started")
         time.sleep(poll)
-    with path.open("rb") as handle:
+    handle = path.open("rb")
+    try:
         if not from_start:
             handle.seek(0, os.SEEK_END)
         while True:
@@ -66,11 +71,24 @@ def follow_log(
             if chunk:
                 yield chunk
                 continue
+            if _rotated(path, handle):  # the log reached max_log_size: the rest is in a new file
+                handle.close()
+                handle = path.open("rb")
+                continue
             if until():
                 if rest := handle.read():
                     yield rest
                 return
             time.sleep(poll)
+    finally:
+        handle.close()
+
+
+def _rotated(path: Path, handle: BinaryIO) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def follow_remote_log(

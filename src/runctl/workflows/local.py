@@ -6,7 +6,11 @@ Decisions where the issue is silent:
 
 * **Job name** defaults to the script's stem; **resume** is on by default: when the most recent
   finished job of the same name ended interrupted, failed, timed out or lost, the new job
-  continues from its latest complete checkpoint (``--no-resume`` starts fresh).
+  continues from its latest complete checkpoint (``--no-resume`` starts fresh). Resuming
+  claims that job in the same transaction that records the new one: of two runs of one name
+  started at once, one continues it and the other is refused (exit 65) naming the job that
+  did. A run whose runctl died is first marked ``lost`` and, if its script is still being
+  stopped, waited for, so the checkpoint it saved while stopping is the one continued.
 * **Checkpoint directory**: ``--checkpoint-dir`` is used as given (shared across runs);
   otherwise each job gets ``<[checkpoint] dir or STATE/checkpoints>/<job id>``, so a fresh run
   never mistakes an old run's files for its own.
@@ -19,10 +23,14 @@ Decisions where the issue is silent:
   ``cancelled`` with exit code 79 (see :mod:`runctl.core.budget`). A job whose runctl died
   without recording an outcome is marked ``lost`` by the next ``jobs`` command (see
   :func:`reconcile_local_jobs`).
+* **A log that cannot be written** (disk full) does not change the outcome: the script ran to its
+  end, its output still reached the terminal. The job keeps its state, its detail says which log
+  failed and why, and runctl exits 73 when the script itself succeeded (its own code otherwise).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -35,11 +43,13 @@ from runctl.agent.script import classify, command_for
 from runctl.core import checkpoints
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config
-from runctl.core.errors import ValidationError
+from runctl.core.containment import CGROUP_PREFIX, check_cgroup_root
+from runctl.core.errors import ExitCode, ValidationError
 from runctl.core.ledger import RESUMABLE_JOB_STATES, Job, Ledger, Resource, new_id
 from runctl.core.paths import create_private_file, ensure_dir, ensure_state_dir
-from runctl.core.shutdown import ChildOutcome, Supervisor, pid_alive
-from runctl.providers.local import KIND, local_lifecycle, process_cloud_id
+from runctl.core.shutdown import ChildOutcome, StartError, Supervisor, pid_alive
+from runctl.core.testhooks import crash_point
+from runctl.providers.local import DEFAULT_GRACE_S, KIND, local_lifecycle, process_cloud_id, process_spec
 
 #: How often a local job's cost is checked against ``[cost] max_cost_usd`` (a ledger read).
 BUDGET_CHECK_S = 1.0
@@ -103,13 +113,17 @@ def run_local(
     argv = [*command_for(script, config), *request.args]
     name = validate_name(request.name or script.stem)
     grace = request.grace_period or config.local.grace_period
+    if config.local.cgroup_root is not None:
+        check_cgroup_root(config.local.cgroup_root)  # a bad one is refused before anything is recorded
     max_duration = request.max_duration or config.local.max_duration
 
     resume_job: Job | None = request.resumes
     resume_from = request.resume_from
     if resume_from is None and (config.checkpoint.resume if request.resume is None else request.resume):
-        found = find_resume_point(ledger, name)
-        if found:
+        reconcile_local_jobs(ledger)  # a run whose runctl died is resumable once marked lost
+        for previous in ledger.list_jobs(name=name, limit=1):
+            wait_for_orphans(ledger, previous)  # its script may still be saving
+        if found := find_resume_point(ledger, name):
             resume_job, resume_from = found
 
     job_id = new_id("j")
@@ -131,6 +145,7 @@ def run_local(
         resume_from=str(resume_from) if resume_from else None,
         attempt=resume_job.attempt + 1 if resume_job else 1,
         runner_pid=os.getpid(),
+        resumes=resume_job,
     )
     if resume_from:
         source = f" (job {resume_job.id}, {resume_job.state})" if resume_job else ""
@@ -149,19 +164,29 @@ def run_local(
     from runctl.core import metrics
 
     lifecycle = local_lifecycle(ledger)
+    cgroup = config.local.cgroup_root / f"{CGROUP_PREFIX}{job.id}" if config.local.cgroup_root else None
+    # Intent before action: the row exists before the script does (it starts behind a gate).
+    intent = ledger.record_intent(
+        provider="local",
+        kind=KIND,
+        job_id=job.id,
+        spec=process_spec(argv, grace_period=grace, cgroup=cgroup),
+    )
+    crash_point("local.intent_written")
     process: list[Resource] = []
 
     def on_start(pid: int) -> None:
-        with lifecycle.track("local", KIND, job_id=job.id, spec={"argv": argv}) as intent:
-            process.append(
-                lifecycle.created(
-                    intent,
-                    cloud_id=process_cloud_id(pid),
-                    state="running",
-                    rate_usd_per_hour=config.local.rate_usd_per_hour,
-                )
+        crash_point("local.child_started")  # the child exists, gated: only the intent is on record
+        process.append(
+            lifecycle.created(
+                intent,
+                cloud_id=process_cloud_id(pid),
+                state="running",
+                rate_usd_per_hour=config.local.rate_usd_per_hour,
             )
+        )
         ledger.update_job(job.id, state="running", started_at=time.time())
+        crash_point("local.pid_recorded")  # on record; the gate is not open yet
         metrics.JOBS_STARTED.labels(provider="local").inc()
 
     watch = JobBudgetWatch(ledger, job.id, config.cost)
@@ -180,14 +205,19 @@ def run_local(
         on_start=on_start,
         on_tick=check_budget if watch.active else None,
         tick_interval=BUDGET_CHECK_S,
+        tree_tag=f"RUNCTL_JOB_ID={job.id}",
+        cgroup=cgroup,
+        max_log_size=config.local.max_log_size,
     )
     try:
         outcome = supervisor.run()
     except BaseException as exc:
         ledger.finish_job(job.id, "failed", detail=f"runctl could not run the script: {exc}")
-        for resource in process:
-            lifecycle.transition(resource, "terminated", detail="runner failed")
-        if isinstance(exc, OSError) and not process:  # the exec itself failed: bad script
+        if process:
+            lifecycle.transition(process[0], "terminated", detail="runner failed")
+        else:
+            lifecycle.transition(intent, "create_failed", detail=f"not started: {exc}"[:500])
+        if isinstance(exc, StartError):  # the exec itself failed: bad script
             raise ValidationError(
                 f"cannot run {script}: {exc.strerror or exc}",
                 hint="an executable script needs a first line '#!' naming an interpreter that "
@@ -202,6 +232,9 @@ def run_local(
     latest = checkpoints.latest_checkpoint(checkpoint_dir)
     cancelled = ledger.get_job(job.id).cancel_requested
     final_state, exit_code, detail = classify(outcome, cancelled=cancelled, stopped_for=watch.reason)
+    if outcome.log_error:
+        detail = f"{detail}; {outcome.log_error}" if detail else outcome.log_error
+        exit_code = exit_code or int(ExitCode.CANT_CREATE)
     ledger.finish_job(
         job.id,
         final_state,
@@ -219,23 +252,65 @@ def run_local(
 def reconcile_local_jobs(ledger: Ledger) -> list[Job]:
     """Mark ``lost`` the local jobs of this host whose runctl process died mid-run.
 
-    Their training process, if it outlived runctl, is stopped (nothing keeps running unseen).
+    Their script, if it outlived runctl, is stopped in the background exactly as its runner
+    would have stopped it (see :mod:`runctl.workflows.orphans`): this returns at once.
     """
     import socket
 
+    from runctl.workflows.orphans import restart_dead_stoppers, stop_in_background
+
     lost = []
     host = socket.gethostname()
+    lifecycle = local_lifecycle(ledger)
     for job in ledger.list_jobs(provider="local", states=("pending", "running")):
         if job.host != host or pid_alive(job.runner_pid):
             continue
-        lifecycle = local_lifecycle(ledger)
-        lifecycle.cleanup_on_failure(job.id)
+        stopping = []
+        for resource in ledger.list_resources(job_id=job.id, include_gone=False):
+            if resource.state == "running":
+                if stop_in_background(ledger, resource):
+                    stopping.append(_grace_of(resource))
+            elif resource.state == "intent":  # never ran: its gate closed with runctl
+                lifecycle.release(resource)
         latest = checkpoints.latest_checkpoint(Path(job.checkpoint_dir)) if job.checkpoint_dir else None
+        detail = "runctl stopped without recording an outcome"
+        if stopping:
+            detail += f"; {_STOPPING} (up to {max(stopping):g}s to save)"
         if ledger.finish_job(
-            job.id,
-            "lost",
-            detail="runctl stopped without recording an outcome",
-            last_checkpoint=str(latest.path) if latest else None,
+            job.id, "lost", detail=detail, last_checkpoint=str(latest.path) if latest else None
         ):
             lost.append(ledger.get_job(job.id))
+    restart_dead_stoppers(ledger)
     return lost
+
+
+_STOPPING = "its script is being stopped in the background"
+
+
+def _grace_of(resource: Resource) -> float:
+    return float(resource.spec.get("grace_period") or DEFAULT_GRACE_S)
+
+
+def lost_message(job: Job) -> str:
+    """What to tell the user about a job :func:`reconcile_local_jobs` marked lost."""
+    stopping = f"; {_STOPPING}" if _STOPPING in (job.detail or "") else ""
+    return f"job {job.id} marked lost: its runctl process is gone{stopping}"
+
+
+def wait_for_orphans(ledger: Ledger, job: Job) -> None:
+    """Wait until the script of ``job`` (a run whose runctl died) has been stopped, so that
+    its last save is complete before anyone resumes from it."""
+    from runctl.core.containment import KILL_TIMEOUT_S
+
+    def live() -> list[Resource]:
+        return [r for r in ledger.list_resources(job_id=job.id, include_gone=False) if r.state == "stopping"]
+
+    if not (rows := live()):
+        return
+    grace = max(_grace_of(r) for r in rows)
+    logging.getLogger("runctl.local").warning(
+        f"waiting up to {grace:g}s for job {job.id}'s script to finish saving before resuming"
+    )
+    deadline = time.monotonic() + grace + 2 * KILL_TIMEOUT_S
+    while live() and time.monotonic() < deadline:
+        time.sleep(0.2)
