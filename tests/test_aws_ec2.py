@@ -266,10 +266,10 @@ def test_dry_run_prints_the_plan_and_creates_nothing(fault_proxy, aws, cli):
     assert plan["tries"][-1].startswith("on-demand@us-east-1")
     assert [c["market"] for c in plan["request"]["candidates"]] == ["spot"] * 5 + ["on-demand"] * 5
     assert plan["request"]["run_instances"]["InstanceType"] == "t3.micro"
-    market = plan["request"]["run_instances"]["InstanceMarketOptions"]  # what the first attempt sends
+    market = plan["request"]["first_attempt"]["InstanceMarketOptions"]  # what the first attempt sends
     assert market["MarketType"] == "spot" and market["SpotOptions"]["SpotInstanceType"] == "one-time"
     first_zone = plan["request"]["candidates"][0]["zone"]
-    assert plan["request"]["run_instances"]["Placement"]["AvailabilityZone"] == first_zone
+    assert plan["request"]["first_attempt"]["Placement"]["AvailabilityZone"] == first_zone
     assert fault_proxy.count("RunInstances") == 0
     assert Ledger.open_default().list_resources() == []
 

@@ -39,13 +39,11 @@ resource = st.fixed_dictionaries(
 )
 
 
-def billing(provider: str, kind: str) -> dict[str, float]:
+def billing(ledger: Ledger, provider: str, kind: str) -> dict[str, float]:
     """The billing minimum the provider itself states for ``kind`` (the lifecycle records it with
     every resource it writes; these tests write their rows directly, so they record it too)."""
     minimum = (
-        0.0
-        if provider == "local"
-        else registry.compute(provider, Ledger(":memory:"), Config()).billing_minimum_s(kind)
+        0.0 if provider == "local" else registry.compute(provider, ledger, Config()).billing_minimum_s(kind)
     )
     return {"billing_minimum_s": minimum}
 
@@ -62,7 +60,7 @@ def build(ledger: Ledger, resources: list[dict]) -> tuple[list[dict], float, dic
             provider=provider,
             kind=kind,
             job_id=job_id,
-            spec={"instance_type": f"t{n}", **billing(provider, kind)},
+            spec={"instance_type": f"t{n}", **billing(ledger, provider, kind)},
         )
         ledger.mark_created(row.id, cloud_id=f"c-{n}", state="x", billable=False, rate_usd_per_hour=1.0)
         t = BASE + spec["offset"]
@@ -181,7 +179,9 @@ def _ledger_with(tmp_path: Path, provider: str, kind: str, intervals: list[tuple
     tmp_path.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(tmp_path / "ledger.db")
     job = ledger.create_job(name="j", provider=provider, script="t.py")
-    row = ledger.record_intent(provider=provider, kind=kind, job_id=job.id, spec=billing(provider, kind))
+    row = ledger.record_intent(
+        provider=provider, kind=kind, job_id=job.id, spec=billing(ledger, provider, kind)
+    )
     ledger.mark_created(row.id, cloud_id="c-1", state="x", billable=False, rate_usd_per_hour=36.0)
     conn = sqlite3.connect(ledger.path)
     conn.executemany(
@@ -234,7 +234,7 @@ def test_transitions_through_the_ledger_api_are_billed_by_the_rules(tmp_path: Pa
     ledger = Ledger(tmp_path / "ledger.db")
     job = ledger.create_job(name="j", provider="aws", script="t.py")
     row = ledger.record_intent(
-        provider="aws", kind="instance", job_id=job.id, spec=billing("aws", "instance")
+        provider="aws", kind="instance", job_id=job.id, spec=billing(ledger, "aws", "instance")
     )
     ledger.mark_created(row.id, cloud_id="i-1", state="running", billable=True, rate_usd_per_hour=36.0)
     ledger.transition(row.id, "stopped", billable=False)

@@ -342,6 +342,20 @@ class Instances:
         if spec.spot and fallback:
             notes.append("falls back to on-demand if no zone has spot capacity")
         where = f"{first['market']} in {self.ctx.region}"
+        request: dict[str, Any] = {
+            "region": self.ctx.region,
+            "instance_type": itype.to_dict(),
+            "ami": ami.to_dict(),
+            "name": extra.get("name"),
+            "max_price": max_price,
+            "run_instances": self._run_params(itype, ami.root_device_name, ami.image_id, spec, extra),
+            "candidates": candidates,
+            "rates": {
+                "on-demand": on_demand.to_dict(),
+                "spot": {z: p.to_dict() for z, p in spot_rates.items()},
+            },
+        }
+        request["first_attempt"] = first_attempt(request)  # what --dry-run -o json shows is sent
         return LaunchPlan(
             provider="aws",
             spec=replace(spec, image=ami.image_id),
@@ -350,19 +364,7 @@ class Instances:
             tries=tuple(f"{c['market']}@{c['zone']}" for c in candidates),
             kind=KIND,
             billing_minimum_s=BILLING_MINIMUM_S,
-            request={
-                "region": self.ctx.region,
-                "instance_type": itype.to_dict(),
-                "ami": ami.to_dict(),
-                "name": extra.get("name"),
-                "max_price": max_price,
-                "run_instances": self._run_params(itype, ami.root_device_name, ami.image_id, spec, extra),
-                "candidates": candidates,
-                "rates": {
-                    "on-demand": on_demand.to_dict(),
-                    "spot": {z: p.to_dict() for z, p in spot_rates.items()},
-                },
-            },
+            request=request,
             notes=tuple(notes),
         )
 
