@@ -368,7 +368,9 @@ def test_ctrl_c_stop_keeps_the_machine_and_jobs_resume_continues_it(
     job = json.loads(resumed.stdout)["job"]
     assert job["state"] == "succeeded" and job["attempt"] == 2
     (same,) = instances()  # the same machine, started again, and released at the end
-    assert same["InstanceId"] == stopped["InstanceId"] and same["State"]["Name"] == "terminated"
+    assert same["InstanceId"] == stopped["InstanceId"] and same["State"]["Name"] != "running"
+    released = json.loads(run_cli("jobs", "show", job_id, "-o", "json").stdout)["resources"]
+    assert [r["state"] for r in released if r["kind"] == "instance"] == ["terminated"]
     log = run_cli("logs", job_id).stdout
     saved = int(log.split("stopped at step ")[1].split()[0])
     assert f"resumed from step {saved}" in log

@@ -88,8 +88,9 @@ class SimMachine:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 
-    def signal_agents(self, sig: int) -> None:
-        for pid in self.agent_pids():
+    def signal_agents(self, sig: int, pids: list[int] | None = None) -> None:
+        """``sig`` to the agents' process groups: ``pids``, else every agent the machine ran."""
+        for pid in self.agent_pids() if pids is None else pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
 
@@ -211,8 +212,9 @@ class MachineSimulator:
         for machine in live:
             if states.get(machine.instance_id, "terminated") != "running":
                 machine.down = True
-                machine.signal_agents(signal.SIGTERM)
-                threading.Timer(2.0, machine.signal_agents, args=(signal.SIGKILL,)).start()
+                dying = machine.agent_pids()  # only these: a restarted machine's new agent lives
+                machine.signal_agents(signal.SIGTERM, dying)
+                threading.Timer(2.0, machine.signal_agents, args=(signal.SIGKILL, dying)).start()
 
     def wait_for_agent(self, timeout: float = 30) -> SimMachine:
         deadline = time.monotonic() + timeout

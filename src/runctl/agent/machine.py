@@ -51,9 +51,22 @@ class Ec2Machine:
         }
 
     def shut_down(self, action: str) -> None:
+        """Stop or terminate this instance. A stop is sent only to a running instance: once the
+        controller has released it (terminating), stopping it again would be at best an error
+        and, on an API that does not check the state, would bring back a stopped machine."""
         from runctl.clients import aws as session
 
         ec2 = session.client("ec2", self.region)
+        if action == "stop":
+            found = session.call(
+                ec2.describe_instances, operation="describe own instance", InstanceIds=[self.instance_id]
+            )
+            states = [
+                i["State"]["Name"] for r in found.get("Reservations", []) for i in r.get("Instances", [])
+            ]
+            if not set(states) & {"pending", "running"}:
+                log.info("dead-man switch: instance %s is already %s", self.instance_id, states or "gone")
+                return
         method = ec2.terminate_instances if action == "terminate" else ec2.stop_instances
         log.warning("dead-man switch: %s instance %s", action, self.instance_id)
         session.call(method, operation=f"{action} own instance", InstanceIds=[self.instance_id])
