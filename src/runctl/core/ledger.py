@@ -366,9 +366,9 @@ class Ledger:
             (time.time(), kind, message, job_id, resource_id, json.dumps(data) if data else None),
         )
 
-    def events(self, *, job_id: str | None = None, limit: int = 100) -> list[Event]:
-        """The most recent events (oldest first), optionally for one job."""
-        where, params = ("WHERE job_id = ?", [job_id]) if job_id else ("", [])
+    def events(self, *, job_id: str | None = None, kind: str | None = None, limit: int = 100) -> list[Event]:
+        """The most recent events (oldest first), optionally for one job, of one kind."""
+        where, params = _filters(job_id=job_id, kind=kind)
         rows = self._query(
             f"SELECT * FROM (SELECT * FROM events {where} ORDER BY id DESC LIMIT ?) ORDER BY id",
             [*params, limit],
