@@ -4,10 +4,8 @@ two actions go through the same workflows as the CLI."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,67 +21,16 @@ from runctl.providers.local import process_cloud_id
 from runctl.web.app import TOKEN_COOKIE, create_app
 from runctl.workflows.dashboard import HEARTBEAT_EVENT
 from tests.conftest import run_cli
-
-HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+from tests.support.dashboard_ledger import HOSTILE, known_ledger, machine
 
 
 def _client(ledger: Ledger, **kwargs: object) -> TestClient:
     return TestClient(create_app(ledger, Config(cost=CostConfig(budget_usd=100.0)), **kwargs))  # type: ignore[arg-type]
 
 
-def _machine(
-    ledger: Ledger,
-    job: Job | None,
-    provider: str,
-    kind: str,
-    rate: float,
-    span: tuple[float, float] | None,
-    **spec: object,
-) -> str:
-    """A resource of ``job`` that billed ``rate`` over ``span`` (None: still running, opened now)."""
-    zone = str(spec.pop("zone", "")) or None
-    job_id = job.id if job else None
-    intent = ledger.record_intent(provider=provider, kind=kind, job_id=job_id, spec=spec, zone=zone)
-    cloud_id = process_cloud_id(os.getpid()) if kind == "process" else f"c-{intent.id}"
-    ledger.mark_created(intent.id, cloud_id=cloud_id, state="running", billable=True, rate_usd_per_hour=rate)
-    if span is not None:
-        ledger.transition(intent.id, "terminated", billable=False)
-        with sqlite3.connect(ledger.path) as conn:
-            conn.execute(
-                "UPDATE usage SET started_at = ?, ended_at = ? WHERE resource_id = ?", (*span, intent.id)
-            )
-    return intent.id
-
-
-def _known_ledger(ledger: Ledger) -> dict[str, str]:
-    """Four finished jobs, all in the past: an AWS spot run across midnight that was preempted,
-    a RunPod run, a local run, and a 30 s AWS run billed its 60 s minimum; two owners."""
-    day = time.time() // 86400 * 86400 - 2 * 86400  # midnight UTC, two days ago
-    hour = 3600.0
-    jobs = {}
-    outcomes = {"vision.resnet": "preempted", "nlp.bert": "succeeded", "scratch": "succeeded",
-                "vision.tiny": "succeeded"}  # fmt: skip
-    for name in outcomes:
-        jobs[name] = ledger.create_job(name=name, provider="aws", script="train.py")
-    ec2 = {"instance_type": "g5.xlarge", "billing_minimum_s": 60.0}
-    _machine(ledger, jobs["vision.resnet"], "aws", "instance", 3.0, (day - 2 * hour, day + 3 * hour),
-             market="spot", zone="us-east-1a", **ec2)  # fmt: skip
-    _machine(ledger, jobs["nlp.bert"], "runpod", "pod", 1.2, (day + 10 * hour, day + 12 * hour),
-             gpu_type="A100")  # fmt: skip
-    _machine(ledger, jobs["scratch"], "local", "process", 0.5, (day + 26 * hour, day + 27 * hour))
-    _machine(ledger, jobs["vision.tiny"], "aws", "instance", 2.0, (day + 5 * hour, day + 5 * hour + 30),
-             market="on-demand", zone="us-east-1b", **ec2)  # fmt: skip
-    for name, state in outcomes.items():
-        ledger.finish_job(jobs[name].id, state)
-    with sqlite3.connect(ledger.path) as conn:
-        conn.execute("UPDATE jobs SET host = 'alice-laptop' WHERE id = ?", (jobs["nlp.bert"].id,))
-        conn.execute("UPDATE jobs SET ended_at = ? WHERE id = ?", (day + 3 * hour, jobs["vision.resnet"].id))
-    return {name: job.id for name, job in jobs.items()}
-
-
 def test_money_figures_equal_cost_report(tmp_path: Path) -> None:
     with Ledger.open_default() as ledger:
-        ids = _known_ledger(ledger)
+        ids = known_ledger(ledger)
         money = _client(ledger).get("/api/money").json()
         since = money["since"]
         per_day = {
@@ -119,7 +66,7 @@ def test_money_figures_equal_cost_report(tmp_path: Path) -> None:
 
 def test_money_page_draws_one_series_per_provider_with_a_table_under_it() -> None:
     with Ledger.open_default() as ledger:
-        _known_ledger(ledger)
+        known_ledger(ledger)
         client = _client(ledger)
         html = client.get("/money").text
         assert len(re.findall(r'<g class="series"', html)) == 3
@@ -132,7 +79,7 @@ def test_money_page_draws_one_series_per_provider_with_a_table_under_it() -> Non
 
 def test_reliability_counts_preemptions_per_machine_hour_and_outcomes_per_week() -> None:
     with Ledger.open_default() as ledger:
-        _known_ledger(ledger)
+        known_ledger(ledger)
         data = _client(ledger).get("/api/reliability").json()
         spot = next(m for m in data["markets"] if m["market"] == "spot")
         assert (spot["type"], spot["zone"], spot["preemptions"]) == ("g5.xlarge", "us-east-1a", 1)
@@ -152,10 +99,10 @@ def test_now_lists_running_jobs_and_flags_what_is_unaccounted_for(tmp_path: Path
         log.write_text("step=1\n")
         running = ledger.create_job(name="vision.big", provider="local", script="t.py", log_path=str(log))
         ledger.update_job(running.id, state="running", started_at=time.time() - 60)
-        _machine(ledger, running, "local", "process", 3.6, None)
+        machine(ledger, running, "local", "process", 3.6, None)
         ended = ledger.create_job(name="old", provider="aws", script="t.py")
         ledger.finish_job(ended.id, "failed")
-        leaked = _machine(ledger, ended, "aws", "instance", 1.0, None, instance_type="t3.micro")
+        leaked = machine(ledger, ended, "aws", "instance", 1.0, None, instance_type="t3.micro")
         intent = ledger.record_intent(provider="aws", kind="instance", job_id=ended.id)
         now = _client(ledger).get("/api/now").json()
     [job] = now["jobs"]
@@ -180,7 +127,7 @@ def test_job_page_shows_attempts_heartbeat_and_an_escaped_log_and_name(tmp_path:
         job = ledger.create_job(name=HOSTILE, provider="local", script="t.py", log_path=str(log),
                                 checkpoint_dir=str(ckpt))  # fmt: skip
         ledger.update_job(job.id, state="running", started_at=time.time())
-        _machine(ledger, job, "local", "process", 1.0, None)
+        machine(ledger, job, "local", "process", 1.0, None)
         ledger.add_event(HEARTBEAT_EVENT, HOSTILE, job_id=job.id, data={"gpu_percent": 50})
         ledger.add_event("job.note", HOSTILE, job_id=job.id)
         client = _client(ledger)
@@ -241,7 +188,7 @@ def test_pages_forbid_inline_script_and_foreign_origins() -> None:
         response = _client(ledger).get("/now")
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
     assert re.search(r"<script>", response.text) is None
     assert re.findall(r'(?:src|href)="(https?:)?//', response.text) == []
 
@@ -279,7 +226,7 @@ def test_release_a_leaked_resource_through_the_lifecycle() -> None:
         _, leaked = _leaked_local(ledger)
         running = ledger.create_job(name="live", provider="local", script="t.py")
         ledger.update_job(running.id, state="running")
-        busy = _machine(ledger, running, "local", "process", 1.0, None)
+        busy = machine(ledger, running, "local", "process", 1.0, None)
         client = _client(ledger)
         csrf = _csrf(client)
         refused = client.post(f"/resources/{busy}/release", data={"csrf": csrf})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 import threading
 import webbrowser
 from typing import Annotated
@@ -68,7 +69,7 @@ def dashboard(
         token = secrets.token_urlsafe(24)
     ledger = STATE.ledger()
     app = create_app(ledger, STATE.loaded().config, token=token, live_interval=interval)
-    shown = f"[{host}]" if ":" in host else host
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/now" + (f"?token={token}" if token else "")
     typer.echo(f"runctl dashboard: {url}  (Ctrl-C stops it)")
     if open_:
