@@ -4,7 +4,7 @@ and a real `runctl local` job.
 
 Where Chromium or Playwright is missing these tests skip and say why (``./dev test`` installs
 Chromium when it runs as root with apt-get); under ``CI=true`` they fail instead, so a CI
-machine without a browser cannot pass them silently. With ``RUNCTL_DOCS_SCREENSHOTS=1`` they
+machine without a browser cannot pass them silently. With ``DOCS_SCREENSHOTS=1`` they
 also refresh the guide's screenshots in docs/images/.
 """
 
@@ -136,9 +136,9 @@ def dashboards(tmp_path: Path) -> Iterator[Callable[..., Dashboard]]:
 
 
 def _screenshot(page: Any, name: str, tmp_path: Path) -> bytes:
-    """A full-page PNG; kept for the guide when RUNCTL_DOCS_SCREENSHOTS=1."""
-    data: bytes = page.screenshot(full_page=True, type="png")
-    if os.environ.get("RUNCTL_DOCS_SCREENSHOTS") == "1":
+    """A PNG of the window (1280×900); kept for the guide when DOCS_SCREENSHOTS=1."""
+    data: bytes = page.screenshot(type="png")
+    if os.environ.get("DOCS_SCREENSHOTS") == "1":
         DOCS_IMAGES.mkdir(exist_ok=True)
         (DOCS_IMAGES / f"dashboard-{name}.png").write_bytes(data)
     (tmp_path / f"{name}.png").write_bytes(data)

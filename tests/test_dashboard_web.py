@@ -256,3 +256,16 @@ def test_dashboard_refuses_a_short_token_and_help_lists_it() -> None:
     assert short.returncode == 64 and "--token" in short.stderr
     helped = run_cli("dashboard", "--help")
     assert helped.returncode == 0 and "--host" in helped.stdout and "--token" in helped.stdout
+
+
+def test_money_follows_a_change_another_process_made_at_once() -> None:
+    with Ledger.open_default() as ledger:
+        known_ledger(ledger)
+        client = _client(ledger)
+        before = client.get("/api/money").json()["total_usd"]
+        assert client.get("/api/money").json()["total_usd"] == before  # served again (cached)
+        with Ledger.open_default() as other:  # another process's connection
+            day = time.time() // 86400 * 86400 - 86400
+            job = other.create_job(name="late", provider="aws", script="t.py")
+            machine(other, job, "aws", "instance", 7.2, (day + 3600, day + 5400))
+        assert client.get("/api/money").json()["total_usd"] == pytest.approx(before + 3.6)

@@ -334,6 +334,14 @@ class Ledger:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={target + 1}")
 
+    def change_mark(self) -> tuple[int, int]:
+        """Equal marks, read from this object at two moments: nothing was committed in between,
+        by any process (SQLite's ``data_version`` counts others' commits; ``total_changes`` this
+        connection's own). Lets a reader reuse what it computed from the ledger."""
+        with self._lock:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return int(version), self._conn.total_changes
+
     def integrity_check(self) -> str:
         """SQLite's own integrity check: ``"ok"`` when the file is sound."""
         return str(self._query("PRAGMA integrity_check")[0][0])

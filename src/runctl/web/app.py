@@ -34,10 +34,12 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from runctl.core.ledger import Ledger
 
 log = logging.getLogger("runctl.dashboard")
+T = TypeVar("T")
 
 TOKEN_COOKIE = "runctl_dashboard_token"
 STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
@@ -113,6 +116,32 @@ class TokenGate:
         return any(g is not None and hmac.compare_digest(g.encode(), self.token.encode()) for g in given)
 
 
+class ViewCache:
+    """Money and Reliability read the whole ledger (every job, resource and usage interval).
+    Each is computed once and served again while the ledger is unchanged
+    (:meth:`~runctl.core.ledger.Ledger.change_mark`) and younger than :data:`MAX_AGE_S` (open
+    intervals keep billing without a write), so reloads and several open tabs cost one
+    computation, and a page is never older than the ledger's last change or 10 seconds."""
+
+    MAX_AGE_S = 10.0
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[tuple[int, int], float, Any]] = {}
+
+    def get(self, name: str, compute: Callable[[], T]) -> T:
+        with self._lock:  # one computation at a time: a second tab waits for the first's result
+            mark, now = self.ledger.change_mark(), time.monotonic()
+            entry = self._entries.get(name)
+            if entry is not None and entry[0] == mark and now - entry[1] < self.MAX_AGE_S:
+                found: T = entry[2]
+                return found
+            value = compute()
+            self._entries[name] = (mark, now, value)
+            return value
+
+
 @dataclass
 class Dashboard:
     """What the routes share: the ledger, the config (budgets; providers for release), the
@@ -122,6 +151,7 @@ class Dashboard:
     config: Config
     csrf: str
     live_interval: float
+    cache: ViewCache
 
     # -- pages and their JSON ------------------------------------------------------------------
 
@@ -162,20 +192,25 @@ class Dashboard:
         by = self._by(request)
         if isinstance(by, Response):
             return by
-        view = views.money_view(self.ledger, limits=self.config.cost)
-        return HTMLResponse(pages.money_page(view, by))
+        return HTMLResponse(pages.money_page(self._money(), by))
 
     def api_money(self, request: Request) -> Response:
         by = self._by(request)
         if isinstance(by, Response):
             return by
-        return JSONResponse(views.money_view(self.ledger, limits=self.config.cost).to_dict())
+        return JSONResponse(self._money().to_dict())
+
+    def _money(self) -> views.MoneyView:
+        return self.cache.get("money", lambda: views.money_view(self.ledger, limits=self.config.cost))
 
     def reliability(self, request: Request) -> Response:
-        return HTMLResponse(pages.reliability_page(views.reliability_view(self.ledger)))
+        return HTMLResponse(pages.reliability_page(self._reliability()))
 
     def api_reliability(self, request: Request) -> Response:
-        return JSONResponse(views.reliability_view(self.ledger).to_dict())
+        return JSONResponse(self._reliability().to_dict())
+
+    def _reliability(self) -> views.ReliabilityView:
+        return self.cache.get("reliability", lambda: views.reliability_view(self.ledger))
 
     # -- live ----------------------------------------------------------------------------------
 
@@ -284,7 +319,7 @@ def create_app(
     """The dashboard over ``ledger``; with ``token``, every request must carry it."""
     secret = secrets.token_bytes(32)
     csrf = hmac.new(secret, b"runctl-dashboard-csrf", hashlib.sha256).hexdigest()
-    board = Dashboard(ledger, config, csrf, live_interval)
+    board = Dashboard(ledger, config, csrf, live_interval, ViewCache(ledger))
     routes = [
         Route("/", lambda request: RedirectResponse("/now", status_code=307)),
         Route("/now", board.now),

@@ -275,7 +275,8 @@ def timeline_svg(view: JobView) -> str:
 
 
 def view_now(view: JobView) -> float:
-    return view.job.ended_at or max((e.ts for e in view.timeline), default=view.job.created_at)
+    """Where a running attempt's bar ends: the job's end, else when the view was taken."""
+    return view.job.ended_at or view.taken_at
 
 
 # -- Money -------------------------------------------------------------------------------------

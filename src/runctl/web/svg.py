@@ -15,6 +15,7 @@ not inline styles, so the page's CSP needs no ``'unsafe-inline'``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
@@ -75,7 +76,8 @@ def stacked_bars(
                 f"<title>{escape(categories[i])} · {escape(name)}: {escape(fmt(value))}</title></rect>"
             )
         parts.append("</g>")
-    step = max(1, len(categories) // 8)
+    widest = max((len(c) for c in categories), default=0) * 6.5 + 10  # px at font-size 11
+    step = max(1, math.ceil(widest / slot))
     for i in range(0, len(categories), step):
         x = LEFT + i * slot + slot / 2
         parts.append(

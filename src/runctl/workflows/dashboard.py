@@ -416,6 +416,7 @@ class JobView:
     """The Job page: attempts, timeline, checkpoints, cost, log tail."""
 
     job: Job
+    taken_at: float
     owner: str
     project: str | None
     cost_usd: float
@@ -441,6 +442,7 @@ class JobView:
                 "detail": job.detail,
                 "last_checkpoint": job.last_checkpoint,
             },
+            "taken_at": self.taken_at,
             "owner": self.owner,
             "project": self.project,
             "cost_usd": self.cost_usd,
@@ -466,6 +468,7 @@ def job_view(ledger: Ledger, job_id: str, *, now: float | None = None) -> JobVie
     directory = Path(job.checkpoint_dir) if job.checkpoint_dir else None
     return JobView(
         job=job,
+        taken_at=now,
         owner=owner_of(job),
         project=project_of(job),
         cost_usd=cost,
@@ -599,6 +602,9 @@ def money_view(
                 stacks[grouping].setdefault(key, [0.0] * days)[day] += usd
             by_job[charge.job_id or "-"] += usd
     top = sorted(by_job.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_JOBS]
+    first_billed: dict[str, float] = {}
+    for charge in found:
+        first_billed[charge.resource_id] = min(charge.started_at, first_billed.get(charge.resource_id, now))
     return MoneyView(
         since=since,
         until=now,
@@ -609,7 +615,7 @@ def money_view(
             {"id": job_id, "name": jobs[job_id].name if job_id in jobs else "(no job)", "cost_usd": usd}
             for job_id, usd in top
         ],
-        preemption_losses=_preemption_losses(ledger, jobs, resources, now),
+        preemption_losses=_preemption_losses(preemptions(ledger, jobs, resources), jobs, first_billed),
     )
 
 
@@ -634,70 +640,77 @@ def _budgets(found: list[Charge], limits: CostConfig | None, now: float) -> list
     return rows
 
 
+@dataclass(frozen=True)
+class Preemption:
+    """One preempted attempt: when, on which machine, and the job's events (for checkpoints)."""
+
+    job_id: str
+    attempt: int
+    at: float
+    machine: Resource | None
+    events: list[Event]
+
+
+def preemptions(ledger: Ledger, jobs: dict[str, Job], resources: dict[str, Resource]) -> list[Preemption]:
+    """Every preemption the ledger knows (module docstring), with its attempt's machine."""
+    found: list[tuple[str, int, float]] = []
+    for event in ledger.events(kind="job.preemption", limit=1_000_000):
+        if event.job_id in jobs:
+            attempt = event.data.get("attempt")
+            found.append((event.job_id, int(attempt) if isinstance(attempt, int) else 1, event.ts))
+    found += [(j.id, j.attempt, j.ended_at or j.created_at) for j in jobs.values() if j.state == "preempted"]
+    machines: dict[str, list[Resource]] = defaultdict(list)
+    for resource in resources.values():
+        if resource.job_id and resource.kind in MACHINE_KINDS:
+            machines[resource.job_id].append(resource)
+    events: dict[str, list[Event]] = {}
+    result = []
+    for job_id, attempt, at in found:
+        mine = events.setdefault(job_id, ledger.events(job_id=job_id, limit=500))
+        named = next(
+            (e.resource_id for e in mine if e.kind == "job.attempt" and e.data.get("attempt") == attempt),
+            None,
+        )
+        latest = max(machines.get(job_id, []), key=lambda r: r.created_at, default=None)
+        machine = resources.get(named) if named else latest
+        result.append(Preemption(job_id, attempt, at, machine, mine))
+    return result
+
+
 def _preemption_losses(
-    ledger: Ledger, jobs: dict[str, Job], resources: dict[str, Resource], now: float
+    found: list[Preemption], jobs: dict[str, Job], first_billed: dict[str, float]
 ) -> list[dict[str, Any]]:
     """Work redone after each preemption × the machine's rate (module docstring)."""
     losses = []
-    for job_id, attempt, at in _preemptions(ledger, jobs):
-        view_events = ledger.events(job_id=job_id, limit=500)
-        machine = _attempt_machine(job_id, attempt, view_events, resources)
-        if machine is None:
+    for p in found:
+        if p.machine is None:
             continue
-        usage = ledger.usage(resource_id=machine.id)
-        started = min((i.started_at for i in usage), default=machine.created_at)
         checkpoint_at = max(
             (
                 float(e.data["checkpoint_at"])
-                for e in view_events
+                for e in p.events
                 if e.kind == HEARTBEAT_EVENT
-                and e.data.get("attempt") in (attempt, None)
+                and e.data.get("attempt") in (p.attempt, None)
                 and isinstance(e.data.get("checkpoint_at"), int | float)
-                and float(e.data["checkpoint_at"]) <= at
+                and float(e.data["checkpoint_at"]) <= p.at
             ),
             default=None,
         )
-        rate = machine.rate_usd_per_hour or 0.0
-        redone = max(0.0, at - (checkpoint_at if checkpoint_at is not None else started))
+        started = first_billed.get(p.machine.id, p.machine.created_at)
+        redone = max(0.0, p.at - (checkpoint_at if checkpoint_at is not None else started))
         losses.append(
             {
-                "job_id": job_id,
-                "name": jobs[job_id].name,
-                "attempt": attempt,
-                "machine": machine_of(machine),
-                "preempted_at": at,
+                "job_id": p.job_id,
+                "name": jobs[p.job_id].name,
+                "attempt": p.attempt,
+                "machine": machine_of(p.machine),
+                "preempted_at": p.at,
                 "redone_s": redone,
-                "lost_usd": redone * rate / 3600.0,
+                "lost_usd": redone * (p.machine.rate_usd_per_hour or 0.0) / 3600.0,
                 "upper_bound": checkpoint_at is None,
             }
         )
     return losses
-
-
-def _preemptions(ledger: Ledger, jobs: dict[str, Job]) -> list[tuple[str, int, float]]:
-    """(job id, attempt, when) of every preemption the ledger knows."""
-    found: list[tuple[str, int, float]] = []
-    for event in ledger.events(kind="job.preemption", limit=100_000):
-        if event.job_id in jobs:
-            attempt = event.data.get("attempt")
-            found.append((event.job_id, int(attempt) if isinstance(attempt, int) else 1, event.ts))
-    for job in jobs.values():
-        if job.state == "preempted":
-            found.append((job.id, job.attempt, job.ended_at or job.created_at))
-    return found
-
-
-def _attempt_machine(
-    job_id: str, attempt: int, events: list[Event], resources: dict[str, Resource]
-) -> Resource | None:
-    for event in events:
-        if event.kind == "job.attempt" and event.data.get("attempt") == attempt and event.resource_id:
-            return resources.get(event.resource_id)
-    machines = sorted(
-        (r for r in resources.values() if r.job_id == job_id and r.kind in MACHINE_KINDS),
-        key=lambda r: r.created_at,
-    )
-    return machines[-1] if machines else None
 
 
 @dataclass
@@ -725,9 +738,8 @@ def reliability_view(
         if charge.kind in MACHINE_KINDS:
             hours[_market_key(resources.get(charge.resource_id))] += charge.seconds() / 3600.0
     preempted: dict[Key, int] = defaultdict(int)
-    for job_id, attempt, _ in _preemptions(ledger, jobs):
-        machine = _attempt_machine(job_id, attempt, ledger.events(job_id=job_id, limit=500), resources)
-        preempted[_market_key(machine)] += 1
+    for preemption in preemptions(ledger, jobs, resources):
+        preempted[_market_key(preemption.machine)] += 1
     markets = [
         {
             "type": key[0],
@@ -756,8 +768,7 @@ def reliability_view(
 def _market_key(resource: Resource | None) -> tuple[str, str, str]:
     if resource is None:
         return ("unknown", "-", "-")
-    market = resource.spec.get("market") or ("on-demand" if resource.kind != "process" else "-")
-    return (resource_type(resource), resource.zone or "-", str(market))
+    return (resource_type(resource), resource.zone or "-", str(resource.spec.get("market") or "-"))
 
 
 def _week(day: Any) -> str:
