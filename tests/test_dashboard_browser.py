@@ -114,12 +114,14 @@ class Dashboard:
         return True
 
     def close(self) -> None:
+        """Ctrl-C, while the test's page still holds its event stream open: it must stop."""
         self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            raise AssertionError("runctl dashboard did not stop on Ctrl-C with a page open") from None
 
 
 @pytest.fixture

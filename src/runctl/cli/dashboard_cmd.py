@@ -20,6 +20,7 @@ import typer
 from runctl.cli.state import STATE
 
 DEFAULT_PORT = 8765
+SHUTDOWN_S = 3
 
 
 def is_loopback(host: str) -> bool:
@@ -68,10 +69,20 @@ def dashboard(
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)
     ledger = STATE.ledger()
-    app = create_app(ledger, STATE.loaded().config, token=token, live_interval=interval)
+    server: uvicorn.Server | None = None
+    app = create_app(
+        ledger,
+        STATE.loaded().config,
+        token=token,
+        live_interval=interval,
+        stopping=lambda: server is not None and server.should_exit,  # open pages' streams end
+    )
+    settings = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    settings.timeout_graceful_shutdown = SHUTDOWN_S  # a request still open then is cancelled
+    server = uvicorn.Server(settings)
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/now" + (f"?token={token}" if token else "")
     typer.echo(f"runctl dashboard: {url}  (Ctrl-C stops it)")
     if open_:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server.run()

@@ -152,6 +152,7 @@ class Dashboard:
     csrf: str
     live_interval: float
     cache: ViewCache
+    stopping: Callable[[], bool]
 
     # -- pages and their JSON ------------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class Dashboard:
         view = self._job_view(request)
         if isinstance(view, Response):
             return view
-        return HTMLResponse(pages.job_page(view, self.csrf, notice=request.query_params.get("notice")))
+        return HTMLResponse(pages.job_page(view, self.csrf))
 
     def api_job(self, request: Request) -> Response:
         view = self._job_view(request)
@@ -215,20 +216,35 @@ class Dashboard:
     # -- live ----------------------------------------------------------------------------------
 
     async def live_now(self, request: Request) -> Response:
-        return _event_stream(
-            request, lambda: pages.now_fragment(views.now_view(self.ledger), self.csrf), self.live_interval
-        )
+        return self._stream(request, lambda: pages.now_fragment(views.now_view(self.ledger), self.csrf))
 
     async def live_job(self, request: Request) -> Response:
         view = await run_in_threadpool(self._job_view, request)
         if isinstance(view, Response):
             return view
         job_id = view.job.id
-        return _event_stream(
-            request,
-            lambda: pages.job_fragment(views.job_view(self.ledger, job_id), self.csrf),
-            self.live_interval,
+        return self._stream(
+            request, lambda: pages.job_fragment(views.job_view(self.ledger, job_id), self.csrf)
         )
+
+    def _stream(self, request: Request, render: Callable[[], str]) -> StreamingResponse:
+        """Server-sent events: the fragment ``render`` makes, now and every ``live_interval``
+        seconds, until the browser goes away or the server stops. Nothing is kept between
+        updates (no growth over hours)."""
+
+        async def gone() -> bool:
+            return self.stopping() or await request.is_disconnected()
+
+        async def events() -> AsyncIterator[str]:
+            while not await gone():
+                fragment = await anyio.to_thread.run_sync(render)
+                yield "event: update\n" + "".join(f"data: {line}\n" for line in fragment.split("\n")) + "\n"
+                with anyio.move_on_after(self.live_interval):
+                    while not await gone():
+                        await anyio.sleep(min(self.live_interval, 0.25))
+
+        headers = {"x-accel-buffering": "no"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     # -- the two actions -----------------------------------------------------------------------
 
@@ -294,32 +310,19 @@ def _refusal(status: int, title: str, exc: RunctlError, *, api: bool = False) ->
     return HTMLResponse(pages.message_page(status, title, exc.message, exc.hint), status_code=status)
 
 
-def _event_stream(request: Request, render: Callable[[], str], interval: float) -> StreamingResponse:
-    """Server-sent events: the fragment ``render`` makes, now and every ``interval`` seconds,
-    until the browser goes away. Nothing is kept between updates (no growth over hours)."""
-
-    async def events() -> AsyncIterator[str]:
-        while not await request.is_disconnected():
-            fragment = await anyio.to_thread.run_sync(render)
-            yield "event: update\n" + "".join(f"data: {line}\n" for line in fragment.split("\n")) + "\n"
-            with anyio.move_on_after(interval):
-                while not await request.is_disconnected():
-                    await anyio.sleep(min(interval, 0.5))
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"})
-
-
 def create_app(
     ledger: Ledger,
     config: Config,
     *,
     token: str | None = None,
     live_interval: float = 2.0,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> ASGIApp:
-    """The dashboard over ``ledger``; with ``token``, every request must carry it."""
+    """The dashboard over ``ledger``; with ``token``, every request must carry it. ``stopping``
+    says when the server is shutting down: open event streams end then."""
     secret = secrets.token_bytes(32)
     csrf = hmac.new(secret, b"runctl-dashboard-csrf", hashlib.sha256).hexdigest()
-    board = Dashboard(ledger, config, csrf, live_interval, ViewCache(ledger))
+    board = Dashboard(ledger, config, csrf, live_interval, ViewCache(ledger), stopping)
     routes = [
         Route("/", lambda request: RedirectResponse("/now", status_code=307)),
         Route("/now", board.now),

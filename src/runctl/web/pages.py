@@ -189,11 +189,9 @@ def now_fragment(view: NowView, csrf: str) -> Html:
 # -- Job ---------------------------------------------------------------------------------------
 
 
-def job_page(view: JobView, csrf: str, notice: str | None = None) -> Html:
+def job_page(view: JobView, csrf: str) -> Html:
     job = view.job
     body = [f"<h1>Job {escape(job.id)} <small>{escape(job.name)}</small></h1>"]
-    if notice:
-        body.append(f'<p class="notice">{escape(notice)}</p>')
     body.append(f'<div data-live="/live/jobs/{escape(job.id)}">{job_fragment(view, csrf)}</div>')
     return layout(f"Job {job.id}", "".join(body), active="")
 
