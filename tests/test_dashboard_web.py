@@ -269,3 +269,18 @@ def test_money_follows_a_change_another_process_made_at_once() -> None:
             job = other.create_job(name="late", provider="aws", script="t.py")
             machine(other, job, "aws", "instance", 7.2, (day + 3600, day + 5400))
         assert client.get("/api/money").json()["total_usd"] == pytest.approx(before + 3.6)
+
+
+def test_a_providers_raw_error_and_secrets_never_reach_the_job_page() -> None:
+    raw = "An error occurred (UnauthorizedOperation): Encoded authorization failure message: ZZSECRETZZ"
+    with Ledger.open_default() as ledger:
+        job = ledger.create_job(name="leaky", provider="aws", script="t.py")
+        ledger.add_event("resource.create_error", f"create instance failed: {raw}", job_id=job.id)
+        ledger.add_event("resource.release_failed", raw, job_id=job.id)
+        ledger.finish_job(job.id, "failed_setup", detail="aws_secret_access_key=wJalrXUtnFEMIbPxRfiCY")
+        client = _client(ledger)
+        html, data = client.get(f"/jobs/{job.id}").text, client.get(f"/api/jobs/{job.id}").text
+    for shown in (html, data):
+        assert "ZZSECRETZZ" not in shown and "UnauthorizedOperation" not in shown
+        assert "wJalrXUtnFEMIbPxRfiCY" not in shown and "aws_secret_access_key=***" in shown
+        assert f"runctl events --job {job.id}" in shown

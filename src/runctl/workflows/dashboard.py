@@ -19,6 +19,40 @@ Decisions where the issue is silent:
   events of kind :data:`HEARTBEAT_EVENT` (``data = {"gpu_percent": 0-100, "step": N}``) from the
   ledger (``gpu_percent`` as in the agent's ``status.json``). A source that samples the
   agent's ``status.json`` in storage plugs in the same way.
+
+Decisions for the web dashboard (``runctl dashboard``), built on the SQLite ledger before the
+team ledger exists:
+
+* **Owner** is the host the ledger recorded as starting the job (``Job.host``): the ledger does
+  not store the ``runctl:user`` tag yet; when it does, the user takes the host's place here.
+* **Project** is the part of the job name before its first ``.`` (``vision.resnet50`` →
+  ``vision``; job names allow letters, digits, ``.``, ``_`` and ``-``); a name without a ``.``
+  has no project (shown as ``-``, grouped as :data:`NO_PROJECT`).
+* **Heartbeat age**: the newest :data:`HEARTBEAT_EVENT` of the job; a local job, which sends
+  none, counts its log file's last write (the script is alive and printing).
+* **Unaccounted for** (red, at the top of Now): every ``intent`` row (a create in flight or
+  interrupted: ``resources reconcile`` settles it), and every live, non-persistent resource
+  whose job has ended or is unknown (leaked: the dashboard offers to release it). Nothing here
+  asks a cloud: the page shows the ledger; reconcile asks the clouds.
+* **Attempts** are the job's machines (resources of kind instance, pod or process) in the
+  order they were created; ``job.attempt`` events name the resource of each attempt where they
+  exist. An attempt's cost is its machine's; volumes count in the job's total only.
+* **Money** covers the last :data:`MONEY_DAYS` UTC days, today included; each charge is split
+  at midnight UTC and a billing-minimum top-up falls on the day its period started, as
+  ``cost report --by day`` does, so every figure equals ``cost report``'s for the same window.
+  "This month against each budget": the month's spend always, and the ``[cost]`` budget's own
+  period (day, week or month) against ``budget_usd`` when one is set.
+* **$ lost to preemption**: for each preempted attempt, the seconds from the newest checkpoint
+  time the ledger knows for that attempt (a heartbeat's ``checkpoint_at``) — else from the
+  attempt's first billed second, an upper bound, marked as such — to the preemption, times the
+  machine's rate.
+* **Reliability**: machine-hours and preemptions per (type, zone, market) over the whole
+  ledger; a preemption is a ``job.preemption`` event (an attempt preempted, then resumed) or a
+  job that ended ``preempted``; a market the ledger did not record shows as ``-``. Outcomes are
+  the final states of jobs per ISO week of their end, the last :data:`OUTCOME_WEEKS` weeks.
+* **Nothing secret on a page**: the Job view masks secrets (the log redactor) in the log tail,
+  the job's detail and event messages, and withholds the message of error events (kinds
+  ``*_error`` / ``*_failed``: a provider's raw answer); ``runctl events`` shows it locally.
 """
 
 from __future__ import annotations
@@ -26,7 +60,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +70,7 @@ from runctl.core.budget import period_start
 from runctl.core.cost import DAY_S, Charge, charges, resource_type
 from runctl.core.errors import NotFoundError
 from runctl.core.ledger import Event, Job, Ledger, Resource, UsageInterval
+from runctl.core.logs import redact
 
 if TYPE_CHECKING:
     from runctl.core.config import CostConfig
@@ -465,19 +500,29 @@ def job_view(ledger: Ledger, job_id: str, *, now: float | None = None) -> JobVie
     found = charges(ledger.usage(job_id=job.id), resources, now=now)
     events = [e for e in ledger.events(job_id=job.id, limit=500) if e.kind != HEARTBEAT_EVENT]
     cost, rate = _cost_and_rate(found)
+    shown = replace(job, detail=redact(job.detail) if job.detail else None)
     directory = Path(job.checkpoint_dir) if job.checkpoint_dir else None
     return JobView(
-        job=job,
+        job=shown,
         taken_at=now,
         owner=owner_of(job),
         project=project_of(job),
         cost_usd=cost,
         rate_usd_per_hour=rate,
         attempts=_attempts(job, resources, found, events),
-        timeline=events,
+        timeline=[replace(e, message=shown_message(e)) for e in events],
         checkpoints=checkpoints.list_checkpoints(directory) if directory else [],
         log_tail=log_tail(job),
     )
+
+
+def shown_message(event: Event) -> str:
+    """An event's message as a page may show it: secrets masked, and a provider's own error
+    text (events of kind ``*_error`` / ``*_failed``) withheld; ``runctl events`` has it."""
+    if event.kind.endswith(("_error", "_failed")):
+        where = f"'runctl events --job {event.job_id}'" if event.job_id else "'runctl events'"
+        return f"{event.kind.split('.')[0]} error: withheld here; {where} shows it"
+    return redact(event.message)
 
 
 def _attempts(
@@ -522,8 +567,6 @@ def _attempts(
 
 def log_tail(job: Job, *, limit: int = LOG_TAIL_BYTES) -> str | None:
     """The end of a local job's log (whole lines, secrets masked); None when there is none here."""
-    from runctl.core.logs import redact
-
     if not job.log_path:
         return None
     try:
