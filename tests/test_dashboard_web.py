@@ -284,3 +284,14 @@ def test_a_providers_raw_error_and_secrets_never_reach_the_job_page() -> None:
         assert "ZZSECRETZZ" not in shown and "UnauthorizedOperation" not in shown
         assert "wJalrXUtnFEMIbPxRfiCY" not in shown and "aws_secret_access_key=***" in shown
         assert f"runctl events --job {job.id}" in shown
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("build-box", False)],
+)  # fmt: skip
+def test_only_loopback_addresses_go_without_a_token(host: str, loopback: bool) -> None:
+    from runctl.cli.dashboard_cmd import is_loopback
+
+    assert is_loopback(host) is loopback
