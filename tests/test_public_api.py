@@ -15,7 +15,7 @@ import runctl
 from tests.conftest import REPO
 
 #: what ``runctl --help`` and ``from runctl import Checkpointer`` must never pay for
-HEAVY = ("boto3", "botocore", "httpx", "textual", "pydantic", "prometheus_client")
+HEAVY = ("boto3", "botocore", "httpx", "textual", "pydantic", "prometheus_client", "starlette", "uvicorn")
 
 
 def fresh(code: str) -> dict[str, object]:

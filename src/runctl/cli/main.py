@@ -20,6 +20,7 @@ from runctl.cli import (
     checkpoint_cmd,
     config_cmd,
     cost_cmd,
+    dashboard_cmd,
     doctor_cmd,
     jobs_cmd,
     local_cmd,
@@ -111,6 +112,7 @@ app.command("logs")(jobs_cmd.logs)
 app.command("events")(jobs_cmd.events)
 app.add_typer(checkpoint_cmd.app, name="checkpoint")
 app.command("top")(top_cmd.top)
+app.command("dashboard")(dashboard_cmd.dashboard)
 app.command("monitor")(monitor_cmd.monitor)
 app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(runpod_cmd.app, name="runpod")

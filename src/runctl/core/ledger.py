@@ -443,6 +443,14 @@ class Ledger:
                 message = f"the ledger {self.path} cannot be written: {exc}"
                 raise StateError(message, hint=fix(self.path)) from None
 
+    def change_mark(self) -> tuple[int, int]:
+        """Equal marks, read from this object at two moments: nothing was committed in between,
+        by any process (SQLite's ``data_version`` counts others' commits; ``total_changes`` this
+        connection's own). Lets a reader reuse what it computed from the ledger."""
+        with self._lock:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            return int(version), self._conn.total_changes
+
     def integrity_check(self) -> str:
         """SQLite's own integrity check: ``"ok"`` when the file is sound."""
         return str(self._query("PRAGMA integrity_check")[0][0])
@@ -476,9 +484,9 @@ class Ledger:
             (time.time(), kind, redact(message), job_id, resource_id, stored),
         )
 
-    def events(self, *, job_id: str | None = None, limit: int = 100) -> list[Event]:
-        """The most recent events (oldest first), optionally for one job."""
-        where, params = ("WHERE job_id = ?", [job_id]) if job_id else ("", [])
+    def events(self, *, job_id: str | None = None, kind: str | None = None, limit: int = 100) -> list[Event]:
+        """The most recent events (oldest first), optionally for one job, of one kind."""
+        where, params = _filters(job_id=job_id, kind=kind)
         rows = self._query(
             f"SELECT * FROM (SELECT * FROM events {where} ORDER BY id DESC LIMIT ?) ORDER BY id",
             [*params, limit],
