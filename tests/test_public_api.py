@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import runctl
@@ -118,3 +119,23 @@ def test_the_top_level_help_lists_the_real_commands() -> None:
     assert list(full.commands) == list(main.COMMANDS)
     for name, (_load, line) in main.COMMANDS.items():
         assert full.commands[name].get_short_help_str(1000) == line, name
+
+
+def test_a_local_run_loads_no_cloud_ui_or_metrics_library(tmp_path: Path) -> None:
+    """`runctl local` (piped, no metrics configured) pays for neither rich nor prometheus-client."""
+    (tmp_path / "t.py").write_text("print('hi')\n")
+    found = fresh(
+        f"""
+        import json, os, sys
+        os.environ["RUNCTL_STATE_DIR"] = {str(tmp_path / "state")!r}
+        os.chdir({str(tmp_path)!r})
+        from runctl.cli.main import main
+        try:
+            main(["local", "--no-resume", "t.py"])
+        except SystemExit as exc:
+            code = exc.code
+        heavy = ("rich", "prometheus_client", "boto3", "botocore", "httpx", "textual")
+        print(json.dumps({{"exit": code, "loaded": sorted(m for m in heavy if m in sys.modules)}}))
+        """
+    )
+    assert found == {"exit": 0, "loaded": []}
