@@ -11,8 +11,7 @@ import zlib
 from pathlib import Path
 
 from runctl.core.errors import ValidationError
-
-MiB = 1 << 20
+from runctl.storage.transfer.settings import MiB
 
 
 class OrderedMD5:
