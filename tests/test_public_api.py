@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import runctl
 from tests.conftest import REPO
@@ -86,3 +88,54 @@ def test_help_and_the_in_script_helper_stay_light() -> None:
     assert found["help_exit"] in (0, None)
     assert found["heavy"] == [], "runctl --help imported these: import them in the command that needs them"
     assert set(found["helper"]) <= {"runctl", "__main__", "_distutils_hack"}
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    """`runctl local --help` builds the local command alone; `runctl --help` builds none."""
+    found = fresh(
+        """
+        import json, sys
+        from runctl.cli.main import main
+        seen = {}
+        for argv in (["--help"], ["local", "--help"]):
+            try:
+                main(argv)
+            except SystemExit:
+                pass
+            seen[" ".join(argv)] = sorted(m for m in sys.modules if m.endswith("_cmd"))
+        print(json.dumps(seen))
+        """
+    )
+    assert found == {"--help": [], "local --help": ["runctl.cli.local_cmd"]}
+
+
+def test_the_top_level_help_lists_the_real_commands() -> None:
+    """The lines ``runctl --help`` shows without loading a command are the commands' own."""
+    import typer
+
+    from runctl.cli import main
+
+    full: Any = typer.main.get_command(main.app)
+    assert list(full.commands) == list(main.COMMANDS)
+    for name, (_load, line) in main.COMMANDS.items():
+        assert full.commands[name].get_short_help_str(1000) == line, name
+
+
+def test_a_local_run_loads_no_cloud_ui_or_metrics_library(tmp_path: Path) -> None:
+    """`runctl local` (piped, no metrics configured) pays for neither rich nor prometheus-client."""
+    (tmp_path / "t.py").write_text("print('hi')\n")
+    found = fresh(
+        f"""
+        import json, os, sys
+        os.environ["RUNCTL_STATE_DIR"] = {str(tmp_path / "state")!r}
+        os.chdir({str(tmp_path)!r})
+        from runctl.cli.main import main
+        try:
+            main(["local", "--no-resume", "t.py"])
+        except SystemExit as exc:
+            code = exc.code
+        heavy = ("rich", "prometheus_client", "boto3", "botocore", "httpx", "textual")
+        print(json.dumps({{"exit": code, "loaded": sorted(m for m in heavy if m in sys.modules)}}))
+        """
+    )
+    assert found == {"exit": 0, "loaded": []}

@@ -441,3 +441,49 @@ def test_publish_cut_short_by_the_network_is_never_latest(fault_proxy: FaultProx
     fault_proxy.rule = None
     latest = store.latest_checkpoint("ckpt")
     assert latest is not None and latest.name == "step_1"
+
+
+def test_ctrl_c_during_a_multipart_upload_leaves_no_parts(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """A real SIGINT while a part is in flight: KeyboardInterrupt, the upload aborted, no object."""
+    import signal
+
+    client = aws_clients.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    store = S3Storage(f"s3://{BUCKET}/run", settings=SMALL)
+    (tmp_path / "big.bin").write_bytes(os.urandom(11 * MiB))
+
+    def interrupt_at_part_2(request: Request) -> Fault | None:
+        if request.method == "PUT" and "partNumber=2" in request.path:
+            os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt in the main thread
+            return Fault(delay=1.0, forward=True)
+        return None
+
+    fault_proxy.rule = interrupt_at_part_2  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        store.put_file("big.bin", tmp_path / "big.bin")
+    fault_proxy.rule = None
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert store.stat("big.bin") is None
+
+
+def test_a_file_changed_during_its_upload_fails_it(fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """Bytes of a later part rewritten while part 1 is sent: no mix of old and new is stored."""
+    client = aws_clients.client("s3")
+    client.create_bucket(Bucket=BUCKET)
+    store = S3Storage(f"s3://{BUCKET}/run", settings=replace(SMALL, max_concurrency=1))
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(11 * MiB))
+
+    def rewrite_part_3(request: Request) -> Fault | None:
+        if request.method == "PUT" and "partNumber=1" in request.path:
+            with path.open("r+b") as handle:  # same size: only the read-ahead CRC-32 can tell
+                handle.seek(10 * MiB + 7)
+                handle.write(b"changed")
+        return None
+
+    fault_proxy.rule = rewrite_part_3  # type: ignore[assignment]
+    with pytest.raises(ValidationError, match="changed while it was being uploaded"):
+        store.put_file("big.bin", path)
+    fault_proxy.rule = None
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert store.stat("big.bin") is None

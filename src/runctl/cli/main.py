@@ -3,49 +3,152 @@
 Every :class:`RunctlError` is printed as one ``error:`` line plus a ``hint:`` line and exits
 with its documented code; usage errors exit 64; anything unexpected is an internal error
 (70). Tracebacks only with ``--debug`` (or ``RUNCTL_DEBUG=1``).
+
+The command tree is lazy: a command's module is imported, and typer turns it into a click
+command, only when that command runs or its ``--help`` is asked for (``runctl local`` loads
+``local_cmd`` and nothing of ``aws_cmd``, ``s3_cmd``...). ``runctl --help`` lists every command
+from :data:`COMMANDS` without importing any (``tests/test_cli.py`` checks that list against the
+real commands' help). ``app`` (for the reference generator) is the whole tree, built on access.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable
+from importlib import import_module
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
+import typer.core
+import typer.main
 
-from runctl.cli import (
-    agent_cmd,
-    aws_cmd,
-    checkpoint_cmd,
-    config_cmd,
-    cost_cmd,
-    dashboard_cmd,
-    doctor_cmd,
-    jobs_cmd,
-    local_cmd,
-    monitor_cmd,
-    resources_cmd,
-    runpod_cmd,
-    s3_cmd,
-    top_cmd,
-    train_cmd,
-)
 from runctl.cli.state import STATE
 from runctl.version import __version__
 
-app = typer.Typer(
-    name="runctl",
-    help="Run ML training jobs locally, on AWS EC2 and on RunPod: nothing leaks, nothing is "
-    "lost, every dollar is visible.",
-    epilog="Docs: docs/ in the repository (`./dev docs` builds the site): getting started, guides; "
-    "every command and option in docs/reference/cli.md, every config key in docs/reference/config.md.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=True,
-)
+
+def _function(module: str, name: str) -> Callable[[], Any]:
+    return lambda: getattr(import_module(f"runctl.cli.{module}"), name)
+
+
+def _group(module: str, name: str = "app", extra: Iterable[tuple[str, str]] = ()) -> Callable[[], Any]:
+    """A sub-app; ``extra``: ``(command, function in train_cmd)`` pairs it also carries."""
+
+    def load() -> Any:
+        group = getattr(import_module(f"runctl.cli.{module}"), name)
+        if extra:
+            from runctl.cli import train_cmd
+
+            present = {info.name for info in group.registered_commands}
+            for command, function in extra:
+                if command not in present:  # the whole tree and a lazy load may both attach it
+                    group.command(command)(getattr(train_cmd, function))
+        return group
+
+    return load
+
+
+#: Every top-level command, in help order: name -> (loader, the line ``runctl --help`` shows).
+#: A loader returns the command's function, or its sub-app (a ``typer.Typer``).
+COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
+    "init": (_function("config_cmd", "init"),
+             "Write a commented .runctl.toml with every key and its default."),
+    "local": (_function("local_cmd", "local"),
+              "Run SCRIPT locally with a durable record, graceful shutdown and resume."),
+    "logs": (_function("jobs_cmd", "logs"), "Print a job's log (stdout and stderr of its script)."),
+    "events": (_function("jobs_cmd", "events"),
+               "Show the ledger's event log (oldest of the selection first)."),
+    "top": (_function("top_cmd", "top"),
+            "Live dashboard: running jobs, cost, resources, events; keys to open a log or stop a job."),
+    "dashboard": (_function("dashboard_cmd", "dashboard"),
+                  "Serve a web page of jobs, machines and money (local, read-mostly)."),
+    "monitor": (_function("monitor_cmd", "monitor"),
+                "Print a log file, or the checkpoints in a directory; --follow keeps watching."),
+    "doctor": (_function("doctor_cmd", "doctor"),
+               "Check the config, state dir, ledger, AWS and RunPod credentials, storage and clock."),
+    "config": (_group("config_cmd"), "Show and check the configuration."),
+    "jobs": (_group("jobs_cmd", extra=[("wait", "jobs_wait"), ("resume", "jobs_resume")]),
+             "List, inspect and cancel jobs."),
+    "checkpoint": (_group("checkpoint_cmd"), "Inspect, prune and resume from checkpoints."),
+    "runpod": (_group("runpod_cmd", extra=[("train", "runpod_train")]),
+               "RunPod GPU pods: prices, create, list, stop, resume, terminate."),
+    "aws": (_group("aws_cmd", extra=[("train", "aws_train")]),
+            "EC2 instances and EBS volumes, tracked in the ledger."),
+    "resources": (_group("resources_cmd"),
+                  "Everything runctl created: list, summarize, reconcile with the clouds, clean up."),
+    "cost": (_group("cost_cmd"), "Cost: catalogue prices, reports of what was spent, estimates, budgets."),
+    "s3": (_group("s3_cmd"), "Copy, sync, list and clean up files in S3 (or any S3-compatible store)."),
+    "workflow": (_group("train_cmd", "workflow_app"),
+                 "Multi-step workflows (create → train → collect → release)."),
+    "agent": (_group("agent_cmd"), "The on-machine agent (started by the providers; rarely run by hand)."),
+}  # fmt: skip
+
+
+class _LazyGroup(typer.core.TyperGroup):
+    """The top-level group: lists every command of :data:`COMMANDS`, builds one when it is used."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            built: Any = typer.main.get_command(_build([cmd_name]))
+            self.commands[cmd_name] = built.commands[cmd_name]
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:  # typer suggests from the loaded commands only
+            message = getattr(exc, "message", None)
+            if args and isinstance(message, str) and "Did you mean" not in message:
+                from difflib import get_close_matches
+
+                if matches := get_close_matches(args[0], list(COMMANDS)):
+                    exc.message = f"{message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = []
+        for name, (_load, line) in COMMANDS.items():
+            loaded = self.commands.get(name)
+            stub = loaded or typer.core.TyperCommand(name, help=line)
+            rows.append((name, stub.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _build(names: Iterable[str]) -> typer.Typer:
+    """The runctl app with the global options and the commands ``names`` (the others lazy)."""
+    app = typer.Typer(
+        name="runctl",
+        cls=_LazyGroup,
+        help="Run ML training jobs locally, on AWS EC2 and on RunPod: nothing leaks, nothing is "
+        "lost, every dollar is visible.",
+        epilog="Docs: docs/ in the repository (`./dev docs` builds the site): getting started, guides; "
+        "every command and option in docs/reference/cli.md, every config key in docs/reference/config.md.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        add_completion=True,
+    )
+    app.callback()(_global)
+    for name in names:
+        loaded = COMMANDS[name][0]()
+        if isinstance(loaded, typer.Typer):
+            app.add_typer(loaded, name=name)
+        else:
+            app.command(name)(loaded)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole tree: the reference generator walks it
+        return _build(COMMANDS)
+    raise AttributeError(name)
 
 
 def _version(value: bool) -> None:
@@ -54,7 +157,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _global(
     ctx: typer.Context,
     config: Annotated[
@@ -104,37 +206,13 @@ def _global(
     ctx.call_on_close(STATE.export_metrics)
 
 
-app.command("init")(config_cmd.init)
-app.add_typer(config_cmd.app, name="config")
-app.command("local")(local_cmd.local)
-app.add_typer(jobs_cmd.app, name="jobs")
-app.command("logs")(jobs_cmd.logs)
-app.command("events")(jobs_cmd.events)
-app.add_typer(checkpoint_cmd.app, name="checkpoint")
-app.command("top")(top_cmd.top)
-app.command("dashboard")(dashboard_cmd.dashboard)
-app.command("monitor")(monitor_cmd.monitor)
-app.command("doctor")(doctor_cmd.doctor)
-app.add_typer(runpod_cmd.app, name="runpod")
-app.add_typer(aws_cmd.app, name="aws")
-app.add_typer(resources_cmd.app, name="resources")
-app.add_typer(cost_cmd.app, name="cost")
-app.add_typer(s3_cmd.app, name="s3")
-aws_cmd.app.command("train")(train_cmd.aws_train)
-runpod_cmd.app.command("train")(train_cmd.runpod_train)
-app.add_typer(train_cmd.workflow_app, name="workflow")
-jobs_cmd.app.command("wait")(train_cmd.jobs_wait)
-jobs_cmd.app.command("resume")(train_cmd.jobs_resume)
-app.add_typer(agent_cmd.app, name="agent")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the documented code."""
     from runctl.core.errors import ExitCode, RunctlError
 
     debug = os.environ.get("RUNCTL_DEBUG", "").lower() in ("1", "true", "yes")
     try:
-        result = app(args=argv, prog_name="runctl", standalone_mode=False)
+        result = _build(())(args=argv, prog_name="runctl", standalone_mode=False)
     except RunctlError as exc:
         from runctl.core.logs import report_error
 

@@ -92,13 +92,13 @@ def size(num: float) -> str:
 
 
 def error(message: str, hint: str | None = None) -> None:
-    from rich.markup import escape
-
     from runctl.core import logs
 
     if logs.is_configured():  # the CLI: through the log handler (format, -q, redaction)
         logging.getLogger(logs.CLI_LOGGER).error(message, extra={"hint": hint})
         return
+    from rich.markup import escape
+
     err_console().print(f"[bold red]error:[/] {escape(message)}")
     if hint:
         err_console().print(f"[yellow]hint:[/] {escape(hint)}")
@@ -106,11 +106,11 @@ def error(message: str, hint: str | None = None) -> None:
 
 def info(message: str, **fields: Any) -> None:
     """A status line on stderr; ``fields`` (job_id, resource_id, ...) go into JSON logs."""
-    from rich.markup import escape
-
     from runctl.core import logs
 
     if logs.is_configured():
         logging.getLogger(logs.CLI_LOGGER).info(message, extra=fields)
         return
+    from rich.markup import escape
+
     err_console().print(f"[dim]{escape(message)}[/]")

@@ -3,11 +3,11 @@
 * Everything runctl says on stderr — a command's status lines (``runctl.cli``), retries,
   shutdown notices, errors — goes through the ``runctl`` logger, so one switch changes the
   format of all of it. Text (the default) is styled with rich on a terminal and plain when
-  piped; ``--log-format json`` writes one JSON object per line with ``ts``, ``level``,
-  ``logger``, ``message`` and, when known, ``job_id``, ``resource_id``, ``operation``,
-  ``provider``, ``attempt``, ``error`` (the error class), ``exit_code``, ``retryable``,
-  ``hint`` and ``traceback``. A training script's own output is not a log: it stays on stdout
-  and in the job's log file, untouched.
+  piped (then rich is not even imported); ``--log-format json`` writes one JSON object per
+  line with ``ts``, ``level``, ``logger``, ``message`` and, when known, ``job_id``,
+  ``resource_id``, ``operation``, ``provider``, ``attempt``, ``error`` (the error class),
+  ``exit_code``, ``retryable``, ``hint`` and ``traceback``. A training script's own output is
+  not a log: it stays on stdout and in the job's log file, untouched.
 * Levels: by default a command's status lines (INFO of ``runctl.cli``) and every warning;
   ``-v`` adds INFO of every runctl module, ``-vv`` DEBUG; ``-q`` only errors.
 * Secrets are removed by :class:`SecretRedactor`, a :class:`logging.Filter` on every handler
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -123,8 +124,9 @@ class _JsonHandler(logging.Handler):
 
 
 class _TextHandler(logging.Handler):
-    """rich-styled lines on stderr: ``error:``/``hint:`` for errors, ``runctl:`` for warnings,
-    dim status lines for INFO."""
+    """Lines on stderr: ``error:``/``hint:`` for errors, ``runctl:`` for warnings, status lines
+    for INFO. Styled with rich on a terminal (or with ``FORCE_COLOR``); piped, the same words
+    are written plain, without importing rich (a command's start-up does not pay for it)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -138,25 +140,37 @@ class _TextHandler(logging.Handler):
         return self._console
 
     def emit(self, record: logging.LogRecord) -> None:
-        from rich.markup import escape
-
         try:
-            message = escape(record.getMessage())
-            console = self._out()
+            message = record.getMessage()
+            hint = getattr(record, "hint", None) if record.levelno >= logging.ERROR else None
             if record.levelno >= logging.ERROR:
-                console.print(f"[bold red]error:[/] {message}")
-                if hint := getattr(record, "hint", None):
-                    console.print(f"[yellow]hint:[/] {escape(hint)}")
+                lines = [("bold red", "error:", message)] + ([("yellow", "hint:", hint)] if hint else [])
             elif record.levelno >= logging.WARNING:
-                console.print(f"[yellow]runctl:[/] {message}")
+                lines = [("yellow", "runctl:", message)]
             elif record.name == CLI_LOGGER:
-                console.print(f"[dim]{message}[/]")
+                lines = [("dim", "", message)]
             else:
-                console.print(f"[dim]{record.name}: {message}[/]")
-            if record.exc_text:
-                console.print(record.exc_text, markup=False, highlight=False)
+                lines = [("dim", "", f"{record.name}: {message}")]
+            if os.environ.get("FORCE_COLOR") or sys.stderr.isatty():
+                self._styled(lines, record.exc_text)
+            else:
+                text = "".join(f"{label} {words}\n" if label else f"{words}\n" for _s, label, words in lines)
+                sys.stderr.write(text + (f"{record.exc_text}\n" if record.exc_text else ""))
+                sys.stderr.flush()
         except Exception:
             self.handleError(record)
+
+    def _styled(self, lines: list[tuple[str, str, str]], exc_text: str | None) -> None:
+        from rich.markup import escape
+
+        console = self._out()
+        for style, label, words in lines:
+            if label:
+                console.print(f"[{style}]{label}[/] {escape(words)}")
+            else:
+                console.print(f"[{style}]{escape(words)}[/]")
+        if exc_text:
+            console.print(exc_text, markup=False, highlight=False)
 
 
 _redactor = SecretRedactor()

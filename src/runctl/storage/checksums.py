@@ -13,7 +13,12 @@ Why a checksum of our own, in user metadata (``x-amz-meta-runctl-crc32``), besid
   object's first request, so it always describes the version it is stored with (a ranged
   download reads it with a HEAD, and every range then asks for that version with ``If-Match``).
 
-Objects that runctl did not write (no metadata) are still checked against their ETag. CRC-32
+Objects that runctl did not write (no metadata) are still checked against their ETag (a plain
+ETag is the object's MD5; a multipart one, ``md5-of-part-md5s-N``, is checked part by part;
+objects encrypted with KMS or a customer key have no MD5 ETag and are checked by size). Every
+check, both ways, lives here: what a PUT's answer says was stored (:func:`check_stored`,
+:func:`check_stored_crc`) and whether a download is what was stored (:func:`verify_download`).
+CRC-32
 catches transmission and storage corruption (every burst of up to 32 bits, anything else with
 probability 1 - 2^-32); like the MD5 ETag, it is not a defence against a deliberate forger.
 """
@@ -24,13 +29,23 @@ import base64
 import functools
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runctl.core.errors import ValidationError
 
 METADATA_KEY = "runctl-crc32"
 HEADER = "x-amz-meta-" + METADATA_KEY
 S3_HEADER = "x-amz-checksum-crc32"  # S3's own per-request CRC-32, which S3 verifies on arrival
+MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
+MULTIPART_ETAG = re.compile(r"^([0-9a-f]{32})-(\d+)$")
+_NON_MD5_SSE = ("aws:kms", "aws:kms:dsse")
 _POLY = 0xEDB88320  # zlib's CRC-32 polynomial, reflected
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
+
+
+class ChecksumMismatchError(ValidationError):
+    """What arrived (or what S3 says it stored) is not what was sent. Nothing was kept."""
 
 
 class Crc32:
@@ -114,3 +129,79 @@ def _shift_matrix(length: int) -> tuple[int, ...]:
             step = _product(step, step)
     assert result is not None
     return result
+
+
+# ---- what S3 answers ---------------------------------------------------------------------
+
+
+def md5_b64(digest: bytes) -> str:
+    """The ``Content-MD5`` form of an MD5 digest."""
+    return base64.b64encode(digest).decode()
+
+
+def etag_of(headers: Mapping[str, Any]) -> str | None:
+    """The ETag of an answer, without its quotes."""
+    value = headers.get("ETag") or headers.get("etag")
+    return value.strip('"') if value else None
+
+
+def md5_etag_trusted(headers: Mapping[str, Any]) -> bool:
+    """False when the server says the ETag is not an MD5 (KMS or customer-key encryption)."""
+    sse = (headers.get("x-amz-server-side-encryption") or "").lower()
+    return sse not in _NON_MD5_SSE and not headers.get("x-amz-server-side-encryption-customer-algorithm")
+
+
+def check_stored(etag: str | None, sse: str | None, digest: bytes, what: str) -> None:
+    """Raise unless the ETag S3 returned for a PUT is the MD5 sent (when it is an MD5 at all)."""
+    if (sse or "").lower() in _NON_MD5_SSE or not etag or not MD5_ETAG.match(etag):
+        return
+    if etag != digest.hex():
+        raise ChecksumMismatchError(
+            f"{what}: S3 stored ETag {etag}, expected {digest.hex()}",
+            hint="the data changed in transit; run the command again",
+        )
+
+
+def check_stored_crc(headers: Mapping[str, Any], crc: int, what: str) -> None:
+    """Raise if S3 answered with a CRC-32 of what it stored that is not the one sent."""
+    stored = headers.get(S3_HEADER)
+    if stored and stored != s3_form(crc):
+        raise ChecksumMismatchError(
+            f"{what}: S3 stored CRC-32 {stored}, expected {s3_form(crc)}",
+            hint="the data changed in transit; run the command again",
+        )
+
+
+def verify_download(
+    where: str,
+    expected_size: int,
+    size: int,
+    *,
+    crc: tuple[int, int] | None = None,
+    etag: str | None = None,
+    md5: str | None = None,
+    combined: str | None = None,
+) -> None:
+    """Raise unless ``size`` is the object's and the checksum given agrees.
+
+    ``crc``: (stored in metadata, computed); ``etag`` with ``md5`` (a plain ETag) or with
+    ``combined`` (the MD5 of the part MD5s, for a multipart ETag).
+    """
+    if size != expected_size:
+        raise ChecksumMismatchError(
+            f"download of {where}: got {size} bytes, expected {expected_size}",
+            hint="the object changed or the connection was cut; run the command again",
+        )
+    mismatch = None
+    if crc is not None and crc[0] != crc[1]:
+        stored, actual = (format_crc32(v) for v in crc)
+        mismatch = f"CRC-32 {actual}, its metadata says {stored}"
+    elif etag is not None and combined is not None and combined != etag:
+        mismatch = f"parts hash to {combined}, S3 says {etag}"
+    elif etag is not None and md5 is not None and MD5_ETAG.match(etag) and md5 != etag:
+        mismatch = f"MD5 {md5}, S3 says {etag}"
+    if mismatch:
+        raise ChecksumMismatchError(
+            f"download of {where}: {mismatch}",
+            hint="the data was corrupted in transit; run the command again",
+        )

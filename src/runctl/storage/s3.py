@@ -23,13 +23,8 @@ from runctl.clients import aws as session
 from runctl.core.errors import AuthError, NotFoundError
 from runctl.storage import checksums
 from runctl.storage.base import ObjectInfo, ProgressFn, Storage
-from runctl.storage.transfer import (
-    _MD5_ETAG,
-    ChecksumMismatchError,
-    S3Transfer,
-    TransferSettings,
-    check_stored,
-)
+from runctl.storage.checksums import MD5_ETAG, ChecksumMismatchError, check_stored
+from runctl.storage.transfer import S3Transfer, TransferSettings
 from runctl.storage.uri import S3Uri, parse_s3_uri, validate_key
 
 _DELETE_BATCH = 1000
@@ -143,7 +138,7 @@ class S3Storage(Storage):
             raise NotFoundError(f"s3://{self.bucket}/{full} does not exist", hint="check the key") from None
         etag = (response.get("ETag") or "").strip('"')
         if len(data) != response.get("ContentLength", len(data)) or (
-            _MD5_ETAG.match(etag)
+            MD5_ETAG.match(etag)
             and response.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
             and hashlib.md5(data).hexdigest() != etag
         ):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,8 +162,9 @@ def run_local(
         keep_last_n=config.checkpoint.keep_last_n,
     )
 
-    from runctl.core import metrics
-
+    # Counted only where something exports them: that (--metrics-port, [monitoring] textfile or
+    # pushgateway, a library user) imported the metrics module; a plain run does not pay for it.
+    metrics = sys.modules.get("runctl.core.metrics")
     lifecycle = local_lifecycle(ledger)
     cgroup = config.local.cgroup_root / f"{CGROUP_PREFIX}{job.id}" if config.local.cgroup_root else None
     # Intent before action: the row exists before the script does (it starts behind a gate).
@@ -187,7 +189,8 @@ def run_local(
         )
         ledger.update_job(job.id, state="running", started_at=time.time())
         crash_point("local.pid_recorded")  # on record; the gate is not open yet
-        metrics.JOBS_STARTED.labels(provider="local").inc()
+        if metrics is not None:
+            metrics.JOBS_STARTED.labels(provider="local").inc()
 
     watch = JobBudgetWatch(ledger, job.id, config.cost)
 
@@ -242,9 +245,9 @@ def run_local(
         detail=detail,
         last_checkpoint=str(latest.path) if latest else None,
     )
-    if final_state == "succeeded":
+    if metrics is not None and final_state == "succeeded":
         metrics.JOBS_COMPLETED.labels(provider="local").inc()
-    else:
+    elif metrics is not None:
         metrics.JOBS_FAILED.labels(provider="local", outcome=final_state).inc()
     return LocalResult(job=ledger.get_job(job.id), exit_code=exit_code, outcome=outcome)
 
