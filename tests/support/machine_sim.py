@@ -15,6 +15,12 @@ and refuses ``SendCommand`` with ``InvalidInstanceId`` until the machine has reg
 machine registers ``register_after[k]`` seconds after it is first seen running (``k``: the order
 machines boot in; ``None``: never), by default :data:`REGISTER_AFTER_S`.
 
+A simulated machine is this machine: ``runctl`` is on its ``PATH``. By default the simulator
+sets ``[remote] agent_source = "preinstalled"`` for the test (a pre-provisioned image);
+``shipped_agent=True`` leaves the default (``ship``: the controller ships its wheel and the
+start script installs it into the machine's own virtualenv), restricted to this machine's
+platform and Python (``agent_platforms = ["host"]``) with the wheelhouse cached for the session.
+
 When an instance leaves ``running`` in moto (terminated or stopped through the API — by the
 test, the controller or the agent's own dead-man switch), its processes get SIGTERM, as an OS
 shutdown would send, then SIGKILL two seconds later.
@@ -32,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.agent_source import AgentSource
 from tests.support.aws import ssm_registry
 from tests.support.fake_imds import FakeImds
 from tests.support.fault_proxy import FaultProxy
@@ -95,7 +102,9 @@ class SimMachine:
 
 
 class MachineSimulator:
-    def __init__(self, root: Path, endpoint: str, region: str = "us-east-1") -> None:
+    def __init__(
+        self, root: Path, endpoint: str, region: str = "us-east-1", *, shipped_agent: bool = False
+    ) -> None:
         import boto3
 
         self.root = root
@@ -113,6 +122,8 @@ class MachineSimulator:
         self.proxy.rule = ssm_registry(self.registered)
         self._endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
         os.environ["AWS_ENDPOINT_URL"] = self.proxy.url
+        self.shipped_agent = shipped_agent
+        self._agent_env = AgentSource(shipped_agent)
         _reset_runctl_clients()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -183,7 +194,7 @@ class MachineSimulator:
             env = {
                 **os.environ,
                 "HOME": str(home),
-                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                "PATH": self._path(),
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
@@ -199,6 +210,15 @@ class MachineSimulator:
                     stderr=subprocess.DEVNULL,
                 )
             )
+
+    def _path(self) -> str:
+        """A pre-provisioned machine has this runctl on its PATH; one the agent is shipped to
+        has none (only the system's ``python3``)."""
+        path = os.environ.get("PATH", "")
+        if self.shipped_agent:
+            venv_bin = str(Path(sys.executable).parent)
+            return ":".join(p for p in path.split(":") if p and p != venv_bin)
+        return f"{Path(sys.executable).parent}:{path}"
 
     def _shut_down_gone_machines(self) -> None:
         live = [m for m in self.machines.values() if not m.down]
@@ -231,6 +251,7 @@ class MachineSimulator:
         else:
             os.environ["AWS_ENDPOINT_URL"] = self._endpoint_before
         _reset_runctl_clients()
+        self._agent_env.restore()
         self.proxy.close()
         for machine in self.machines.values():
             machine.signal_agents(signal.SIGKILL)

@@ -18,11 +18,13 @@ import sys
 import threading
 from pathlib import Path
 
+from tests.support.agent_source import AgentSource
 from tests.support.fake_runpod import FakePod, FakeRunpod
 
 
 class PodSimulator:
-    def __init__(self, fake: FakeRunpod, root: Path) -> None:
+    def __init__(self, fake: FakeRunpod, root: Path, *, shipped_agent: bool = False) -> None:
+        self._agent_env = AgentSource(shipped_agent)  # see tests.support.machine_sim
         self.fake = fake
         self.root = root
         self.containers: dict[str, subprocess.Popen[bytes]] = {}
@@ -77,6 +79,7 @@ class PodSimulator:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._agent_env.restore()
         for container in self.containers.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(container.pid, signal.SIGKILL)

@@ -55,9 +55,9 @@ be asked for that (an on-demand EC2 instance; not a spot instance, not a RunPod 
 combination is refused at submit, before anything is created.
 
 The agent is started detached (``setsid nohup``) so the provider's command channel (SSM's
-execution timeout, a pod's start command) never bounds the job; if ``runctl`` is missing on the
-machine the start script installs the same version with pip (``RUNCTL_AGENT_PIP_SPEC``
-overrides what is installed, e.g. a wheel URL).
+execution timeout, a pod's start command) never bounds the job. The start script ships the
+controller's own runctl onto the machine, SHA-256-checked, into the agent's own virtualenv
+(:mod:`runctl.workflows.agent_shipping`; ``[remote] agent_source``).
 """
 
 from __future__ import annotations
@@ -92,8 +92,7 @@ from runctl.core.lifecycle import Lifecycle
 from runctl.core.testhooks import crash_point
 from runctl.providers.base import ComputeProvider, Machine, MachineSpec
 from runctl.storage import Storage, open_storage
-from runctl.version import __version__
-from runctl.workflows import launch
+from runctl.workflows import agent_shipping, launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
 from runctl.workflows.remote_deadlines import (
@@ -112,18 +111,6 @@ STOPPED = "stopped"
 STOP_SLACK_S = 60.0
 HEARTBEAT_EVENT_INTERVAL_S = 30.0
 PRECHECK_ERRORS = (ConfigError, AuthError, QuotaError, ValidationError)
-
-START_SCRIPT = (
-    'set -eu; cd "${HOME:-/root}"; mkdir -p "$RUNCTL_AGENT_HOME"; cd "$RUNCTL_AGENT_HOME"; '
-    'command -v runctl >/dev/null 2>&1 || python3 -m pip install --quiet "$RUNCTL_AGENT_PIP_SPEC"; '
-    'setsid nohup "$@" >agent.log 2>&1 </dev/null & echo $! >agent.pid'
-)
-FOREGROUND_SCRIPT = (
-    'set -eu; cd "${HOME:-/root}"; mkdir -p "$RUNCTL_AGENT_HOME"; cd "$RUNCTL_AGENT_HOME"; '
-    'command -v runctl >/dev/null 2>&1 || python3 -m pip install --quiet "$RUNCTL_AGENT_PIP_SPEC"; '
-    'exec "$@"'
-)
-
 
 @dataclass
 class RemoteTrain:
@@ -250,18 +237,25 @@ def _dead_man(request: RemoteTrain) -> str:
 
 
 def start_command(
-    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int, detach: bool = True
+    job: Job,
+    request: RemoteTrain,
+    storage_url: str,
+    *,
+    attempt: int,
+    detach: bool = True,
+    agent_env: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and env that install runctl if needed and run the agent: detached for a command
-    sent to a running machine, in the foreground as a container's own command."""
+    """argv and env that get the agent onto the machine and run it: detached for a command
+    sent to a running machine, in the foreground as a container's own command. ``agent_env``
+    says where the agent comes from (:func:`runctl.workflows.agent_shipping.publish`)."""
     env = {
         "RUNCTL_AGENT_HOME": f"runctl/{job.id}/attempt-{attempt}",  # relative to $HOME
-        "RUNCTL_AGENT_PIP_SPEC": f"runctl=={__version__}",
+        agent_shipping.DETACH_ENV: "1" if detach else "0",
+        **(agent_env or {agent_shipping.SOURCE_ENV: "preinstalled"}),
         **request.env,
     }
-    script = START_SCRIPT if detach else FOREGROUND_SCRIPT
     argv = agent_argv(job, request, storage_url, attempt=attempt, on_exit=None if detach else "none")
-    return ["sh", "-c", script, "runctl-start", *argv], env
+    return ["sh", "-c", agent_shipping.start_script(), "runctl-start", *argv], env
 
 
 class RemoteTrainer:
@@ -424,10 +418,32 @@ class RemoteTrainer:
         """``spec`` carrying the agent as the machine's own command (``command_at_creation``)."""
         if spec is None:
             raise ValidationError("no machine spec to create the job's machine from")
-        argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
+        argv, env = start_command(
+            job, request, job.storage_url or "", attempt=attempt, detach=False,
+            agent_env=self._agent_env(job, attempt),
+        )
         env.update(self._machine_credentials(job, request))
         env.update(agent_storage_env(self.config.storage))
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
+
+    def _agent_env(self, job: Job, attempt: int) -> dict[str, str]:
+        """Where this attempt's agent comes from (``[remote] agent_source``)."""
+        remote = self.config.remote
+        env = {agent_shipping.SOURCE_ENV: remote.agent_source}
+        if remote.python_mirror:
+            env[agent_shipping.MIRROR_ENV] = remote.python_mirror
+        if remote.agent_source == "ship":
+            root = open_storage(remote_storage_root(self.config), self.config.storage)
+            env.update(
+                agent_shipping.publish(
+                    agent_shipping.wheelhouse(remote),
+                    root,
+                    job_storage(self.config, job.id),
+                    attempt=attempt,
+                    expires=agent_shipping.url_lifetime(remote),
+                )
+            )
+        return env
 
     def _start(
         self, machine: Machine, job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
@@ -435,7 +451,9 @@ class RemoteTrainer:
         if self.provider.command_at_creation:
             handle = machine.cloud_id  # the machine runs the agent as its own command
         else:
-            argv, env = start_command(job, request, storage_url, attempt=attempt)
+            argv, env = start_command(
+                job, request, storage_url, attempt=attempt, agent_env=self._agent_env(job, attempt)
+            )
             env.update(agent_storage_env(self.config.storage))
             handle = self.provider.start(machine, argv, env)
         self.ledger.add_event(
