@@ -61,7 +61,8 @@ def test_the_wheelhouse_holds_this_runctl_its_dependencies_and_pip_and_is_cached
 def test_agent_source_is_validated_on_load() -> None:
     with pytest.raises(ConfigError, match="agent_source"):
         load_config(environ={"RUNCTL_REMOTE__AGENT_SOURCE": "pypi"})
-    assert load_config(environ={"RUNCTL_REMOTE__AGENT_SOURCE": "pip:runctl==0.1.0"}).config.remote.agent_source
+    loaded = load_config(environ={"RUNCTL_REMOTE__AGENT_SOURCE": "pip:runctl==0.1.0"})
+    assert loaded.config.remote.agent_source == "pip:runctl==0.1.0"
 
 
 def test_a_machine_without_runctl_gets_the_shipped_agent(bare_cloud: MachineSimulator, project: Path) -> None:

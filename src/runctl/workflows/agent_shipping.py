@@ -39,6 +39,7 @@ machine's index, only when the user says so.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -99,10 +100,8 @@ def wheelhouse(remote: RemoteConfig) -> Wheelhouse:
         staging = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
         try:
             _build(dist, remote, staging)
-            try:
+            with contextlib.suppress(OSError):  # another controller built it first: use theirs
                 staging.rename(directory)
-            except OSError:  # another controller built it first: use theirs
-                pass
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     index = json.loads((directory / _INDEX_FILE).read_text())
