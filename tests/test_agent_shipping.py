@@ -93,3 +93,21 @@ def test_a_tampered_wheel_ends_failed_setup_and_nothing_runs(
     machine = next(iter(bare_cloud.machines.values()))
     assert not (machine.root / ".runctl" / "agent").exists()  # nothing installed
     assert not machine.agent_pids() and not list(machine.root.rglob("attempt-1.log"))
+
+
+OLD_PYTHON = Path("/root/.pyenv/versions/3.9.18/bin/python3.9")
+
+
+@pytest.mark.skipif(not OLD_PYTHON.exists(), reason="no Python 3.9 on this machine to play an old image")
+def test_a_machine_with_only_an_old_python_and_no_uv_ends_failed_setup_saying_so(
+    aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
+) -> None:
+    job_bucket(monkeypatch)
+    monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
+    sim = MachineSimulator(tmp_path / "machines", aws, shipped_agent=True, machine_python=OLD_PYTHON)
+    try:
+        job = train(project)
+    finally:
+        sim.close()
+    assert job["state"] == "failed_setup", job
+    assert "Python (3.9) is older than 3.11" in job["detail"] and "no uv wheel" in job["detail"]

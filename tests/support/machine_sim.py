@@ -103,7 +103,13 @@ class SimMachine:
 
 class MachineSimulator:
     def __init__(
-        self, root: Path, endpoint: str, region: str = "us-east-1", *, shipped_agent: bool = False
+        self,
+        root: Path,
+        endpoint: str,
+        region: str = "us-east-1",
+        *,
+        shipped_agent: bool = False,
+        machine_python: Path | None = None,
     ) -> None:
         import boto3
 
@@ -123,6 +129,7 @@ class MachineSimulator:
         self._endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
         os.environ["AWS_ENDPOINT_URL"] = self.proxy.url
         self.shipped_agent = shipped_agent
+        self.machine_python = machine_python
         self._agent_env = AgentSource(shipped_agent)
         _reset_runctl_clients()
         self._stop = threading.Event()
@@ -213,12 +220,24 @@ class MachineSimulator:
 
     def _path(self) -> str:
         """A pre-provisioned machine has this runctl on its PATH; one the agent is shipped to
-        has none (only the system's ``python3``)."""
+        has none (only the system's ``python3``, or ``machine_python`` as its only Python: the
+        other ``python3.1x`` names are shadowed by stubs that fail)."""
         path = os.environ.get("PATH", "")
-        if self.shipped_agent:
-            venv_bin = str(Path(sys.executable).parent)
-            return ":".join(p for p in path.split(":") if p and p != venv_bin)
-        return f"{Path(sys.executable).parent}:{path}"
+        if not self.shipped_agent:
+            return f"{Path(sys.executable).parent}:{path}"
+        venv_bin = str(Path(sys.executable).parent)
+        path = ":".join(p for p in path.split(":") if p and p != venv_bin)
+        if self.machine_python is None:
+            return path
+        bin_dir = self.root / "python-bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("python3.11", "python3.12", "python3.13", "python"):
+            stub = bin_dir / name
+            stub.write_text("#!/bin/sh\nexit 127\n")
+            stub.chmod(0o755)
+        with contextlib.suppress(FileExistsError):
+            (bin_dir / "python3").symlink_to(self.machine_python)
+        return f"{bin_dir}:{path}"
 
     def _shut_down_gone_machines(self) -> None:
         live = [m for m in self.machines.values() if not m.down]
