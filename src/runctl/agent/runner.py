@@ -13,6 +13,7 @@
    A stop request from the controller (``control/stop.json`` in storage, read every heartbeat:
    the job reached its ``[cost] max_cost_usd``) stops the script the same graceful way; the job
    is then ``cancelled`` (exit code 79) with the request's reason as detail.
+   Before the script: ``--setup`` once per machine and ``--python`` (:mod:`runctl.agent.setup`).
 5. Final sync (checkpoints, log, outputs) and the final status. Outcomes: ``succeeded``,
    ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``cancelled`` (SIGINT, or the
    controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
@@ -37,6 +38,7 @@ from runctl.agent.contract import contract_env
 from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
+from runctl.agent.setup import run_setup
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
 from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.paths import create_private_file, make_private_dirs
@@ -70,6 +72,9 @@ class AgentOptions:
     on_exit: OnExit = "none"
     keep: bool = False
     idle_timeout: float | None = None
+    python: str | None = None  # the script's interpreter (--python)
+    setup: str | None = None  # run once per machine before the script (--setup)
+    setup_timeout: float = 3600.0
 
 
 @dataclass
@@ -106,7 +111,7 @@ def run_agent(
     imds: Imds | None = None,
 ) -> AgentResult:
     """Run the job to its end and record everything in ``storage`` (see module docstring)."""
-    from runctl.core.config import Config
+    from runctl.core.config import Config, LocalConfig
 
     workdir = options.workdir.absolute()
     checkpoint_dir = workdir / "checkpoints"
@@ -137,7 +142,13 @@ def run_agent(
         resume_from = _resume_point(storage, workdir) if options.resume else None
         script = Path(options.script)
         script = script if script.is_absolute() else code / script
-        argv = [*command_for(script, Config()), *options.args]
+        argv = [*command_for(script, Config(local=LocalConfig(python=options.python))), *options.args]
+        if options.setup:
+            setup_env = {**os.environ, "RUNCTL_JOB_ID": options.job_id}
+            took = run_setup(
+                options.setup, cwd=code, log_path=log_path, timeout=options.setup_timeout, env=setup_env
+            )
+            status["setup_s"] = None if took is None else round(took, 3)
     except RunctlError as exc:
         sync.write_status(state="failed_setup", detail=str(exc), ended_at=time.time())
         _dead_man(options, machine)

@@ -90,6 +90,19 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
         None,
     ),
     "data_s3": (Annotated[str | None, typer.Option(help="Input data URI, passed as RUNCTL_DATA_URI.")], None),
+    "setup": (
+        Annotated[
+            str | None,
+            typer.Option(help="Shell command run once per machine before the script (e.g. pip install ...)."),
+        ],
+        None,
+    ),
+    "python": (
+        Annotated[
+            str | None, typer.Option(help="Interpreter on the machine for a .py script (a prepared env).")
+        ],
+        None,
+    ),
     "poll_interval": (PollOpt, "5s"),
     "over_budget": (OverBudgetOpt, False),
 }
@@ -119,6 +132,8 @@ def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> Rem
         env={"RUNCTL_DATA_URI": data} if data else {},
         poll_interval=duration_arg("--poll-interval", values.pop("poll_interval")) or 5.0,
         over_budget=values.pop("over_budget"),
+        setup=values.pop("setup"),
+        python=values.pop("python"),
     )
 
 

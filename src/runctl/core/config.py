@@ -309,6 +309,9 @@ class RemoteConfig(_Section):
     """Where the shipped wheel and wheelhouse are cached (default: `<state dir>/agent-cache`)."""
     python_mirror: str | None = None
     """Where uv downloads a managed CPython when the machine's is older than 3.11 (default: uv's)."""
+    setup_timeout: Duration = Field(default=3600.0, gt=0)
+    """How long a job's `--setup` command may run on its machine; past it the attempt ends
+    failed_setup."""
 
     @field_validator("agent_source")
     @classmethod

@@ -137,6 +137,8 @@ class RemoteTrain:
     outputs_to: Path | None = None
     poll_interval: float = 5.0
     env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
+    setup: str | None = None  # run once per machine before the script (runctl.agent.setup)
+    python: str | None = None  # the script's interpreter on the machine
     over_budget: bool = False  # launch even when a [cost] limit refuses it
 
     def __post_init__(self) -> None:
@@ -192,7 +194,13 @@ def job_storage(config: Config, job_id: str) -> Storage:
 
 
 def agent_argv(
-    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int, on_exit: str | None = None
+    job: Job,
+    request: RemoteTrain,
+    storage_url: str,
+    *,
+    attempt: int,
+    on_exit: str | None = None,
+    setup_timeout: float = 3600.0,
 ) -> list[str]:
     """The command the machine runs: the agent, with every user argument as its own argv item.
 
@@ -224,6 +232,10 @@ def agent_argv(
         argv += ["--max-duration", f"{request.max_duration}s"]
     if request.keep_last_n:
         argv += ["--keep-last-n", str(request.keep_last_n)]
+    if request.python:
+        argv += ["--python", request.python]
+    if request.setup:
+        argv += ["--setup", request.setup, "--setup-timeout", f"{setup_timeout}s"]
     return [*argv, "--", request.script, *request.args]
 
 
@@ -244,6 +256,7 @@ def start_command(
     attempt: int,
     detach: bool = True,
     agent_env: dict[str, str] | None = None,
+    setup_timeout: float = 3600.0,
 ) -> tuple[list[str], dict[str, str]]:
     """argv and env that get the agent onto the machine and run it: detached for a command
     sent to a running machine, in the foreground as a container's own command. ``agent_env``
@@ -254,7 +267,14 @@ def start_command(
         **(agent_env or {agent_shipping.SOURCE_ENV: "preinstalled"}),
         **request.env,
     }
-    argv = agent_argv(job, request, storage_url, attempt=attempt, on_exit=None if detach else "none")
+    argv = agent_argv(
+        job,
+        request,
+        storage_url,
+        attempt=attempt,
+        on_exit=None if detach else "none",
+        setup_timeout=setup_timeout,
+    )
     return ["sh", "-c", agent_shipping.start_script(), "runctl-start", *argv], env
 
 
@@ -420,7 +440,7 @@ class RemoteTrainer:
             raise ValidationError("no machine spec to create the job's machine from")
         argv, env = start_command(
             job, request, job.storage_url or "", attempt=attempt, detach=False,
-            agent_env=self._agent_env(job, attempt),
+            agent_env=self._agent_env(job, attempt), setup_timeout=self.config.remote.setup_timeout,
         )
         env.update(self._machine_credentials(job, request))
         env.update(agent_storage_env(self.config.storage))
@@ -452,7 +472,12 @@ class RemoteTrainer:
             handle = machine.cloud_id  # the machine runs the agent as its own command
         else:
             argv, env = start_command(
-                job, request, storage_url, attempt=attempt, agent_env=self._agent_env(job, attempt)
+                job,
+                request,
+                storage_url,
+                attempt=attempt,
+                agent_env=self._agent_env(job, attempt),
+                setup_timeout=self.config.remote.setup_timeout,
             )
             env.update(agent_storage_env(self.config.storage))
             handle = self.provider.start(machine, argv, env)

@@ -1,0 +1,68 @@
+"""The user's environment on a remote machine: ``--setup`` (once per machine, output in the job
+log, failure → failed_setup and the script never runs) and ``--python`` (a prepared interpreter)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.support.machine_sim import MachineSimulator
+from tests.support.remote import job_bucket
+
+SCRIPT = "import sys\nprint('python', '%d.%d' % sys.version_info[:2], sys.executable, flush=True)\n"
+
+
+@pytest.fixture
+def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MachineSimulator]:
+    job_bucket(monkeypatch)
+    monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
+    sim = MachineSimulator(tmp_path / "machines", aws)
+    yield sim
+    sim.close()
+
+
+def train(project: Path, *options: str) -> dict:
+    (project / "which.py").write_text(SCRIPT)
+    result = run_cli(
+        "workflow", "train", "which.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--poll-interval", "0.3s", "-o", "json", *options, cwd=project, timeout=240,
+    )  # fmt: skip
+    assert result.stdout, result.stderr
+    return json.loads(result.stdout)["job"]
+
+
+def test_setup_runs_before_the_script_with_its_output_in_the_job_log(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    job = train(project, "--setup", "echo preparing the env; echo ready > setup-done.txt")
+    assert job["state"] == "succeeded", job
+    log = run_cli("logs", job["id"]).stdout
+    assert "preparing the env" in log and log.index("preparing the env") < log.index("python ")
+    shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
+    assert shown["remote_status"]["setup_s"] is not None  # the setup's duration, apart from the script's
+
+
+def test_a_failing_setup_is_failed_setup_and_the_script_never_runs(
+    cloud: MachineSimulator, project: Path
+) -> None:
+    job = train(project, "--setup", "echo cannot find torch; exit 3")
+    assert job["state"] == "failed_setup", job
+    assert "setup exited with 3" in job["detail"] and "cannot find torch" in job["detail"]
+    assert "python " not in run_cli("logs", job["id"]).stdout
+
+
+def test_python_names_the_scripts_interpreter(cloud: MachineSimulator, project: Path, tmp_path: Path) -> None:
+    prepared = tmp_path / "prepared-env"
+    prepared.mkdir()
+    interpreter = prepared / "python"
+    interpreter.symlink_to(sys.executable)
+    job = train(project, "--python", str(interpreter))
+    assert job["state"] == "succeeded", job
+    assert f"python {sys.version_info.major}.{sys.version_info.minor} {interpreter}" in run_cli(
+        "logs", job["id"]
+    ).stdout
