@@ -39,7 +39,7 @@ from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
 from runctl.agent.setup import run_setup
-from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
+from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, ENV_KEY, JobSync
 from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
@@ -95,6 +95,17 @@ def _extract_code(storage: Storage, workdir: Path) -> Path:
     return code
 
 
+def _job_variables(storage: Storage) -> dict[str, str]:
+    """The job's ``--env``/``--secret`` variables (:mod:`runctl.workflows.job_env`), secrets
+    registered for masking before anything could log them."""
+    from runctl.core import secrets
+
+    document = storage.read_json(ENV_KEY) or {}
+    variables = {str(k): str(v) for k, v in (document.get("variables") or {}).items()}
+    secrets.register_all(variables[name] for name in document.get("secrets") or [] if name in variables)
+    return variables
+
+
 def _resume_point(storage: Storage, workdir: Path) -> Path | None:
     record = storage.latest_checkpoint(CHECKPOINTS_PREFIX)
     if record is None:
@@ -143,8 +154,9 @@ def run_agent(
         script = Path(options.script)
         script = script if script.is_absolute() else code / script
         argv = [*command_for(script, Config(local=LocalConfig(python=options.python))), *options.args]
+        variables = _job_variables(storage)
         if options.setup:
-            setup_env = {**os.environ, "RUNCTL_JOB_ID": options.job_id}
+            setup_env = {**os.environ, **variables, "RUNCTL_JOB_ID": options.job_id}
             took = run_setup(
                 options.setup, cwd=code, log_path=log_path, timeout=options.setup_timeout, env=setup_env
             )
@@ -155,7 +167,7 @@ def run_agent(
         return AgentResult("failed_setup", int(exc.exit_code), str(exc), error=exc)
 
     env = contract_env(
-        os.environ,
+        {**os.environ, **variables},
         job_id=options.job_id,
         job_name=options.job_name or script.stem,
         checkpoint_dir=checkpoint_dir,

@@ -103,6 +103,24 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
         ],
         None,
     ),
+    "env": (
+        Annotated[list[str] | None, typer.Option(help="NAME=VALUE for the script's environment; repeat.")],
+        None,
+    ),
+    "env_file": (
+        Annotated[Path | None, typer.Option(help="A file of NAME=VALUE lines for the script's environment.")],
+        None,
+    ),
+    "secret": (
+        Annotated[
+            list[str] | None,
+            typer.Option(
+                help="NAME (from this environment) or NAME=FILE: a secret for the script; repeat. "
+                "Sent through the job's storage only, never shown."
+            ),
+        ],
+        None,
+    ),
     "poll_interval": (PollOpt, "5s"),
     "over_budget": (OverBudgetOpt, False),
 }
@@ -110,9 +128,13 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
 
 def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> RemoteTrain:
     """The RemoteTrain the shared options describe."""
+    from runctl.workflows import job_env
     from runctl.workflows.remote import RemoteTrain
 
     data = values.pop("data_s3")
+    variables, secret_names = job_env.collect(
+        values.pop("env") or [], values.pop("env_file"), values.pop("secret") or []
+    )
     return RemoteTrain(
         script=script,
         args=list(args or []),
@@ -134,6 +156,8 @@ def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> Rem
         over_budget=values.pop("over_budget"),
         setup=values.pop("setup"),
         python=values.pop("python"),
+        variables=variables,
+        secret_names=secret_names,
     )
 
 

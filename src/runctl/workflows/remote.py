@@ -92,7 +92,7 @@ from runctl.core.lifecycle import Lifecycle
 from runctl.core.testhooks import crash_point
 from runctl.providers.base import ComputeProvider, Machine, MachineSpec
 from runctl.storage import Storage, open_storage
-from runctl.workflows import agent_shipping, launch
+from runctl.workflows import agent_shipping, job_env, launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
 from runctl.workflows.remote_deadlines import (
@@ -139,6 +139,9 @@ class RemoteTrain:
     env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
     setup: str | None = None  # run once per machine before the script (runctl.agent.setup)
     python: str | None = None  # the script's interpreter on the machine
+    # --env/--secret: through the job's storage only; the ledger keeps their names
+    variables: dict[str, str] = field(default_factory=dict, repr=False)
+    secret_names: list[str] = field(default_factory=list)
     over_budget: bool = False  # launch even when a [cost] limit refuses it
 
     def __post_init__(self) -> None:
@@ -154,13 +157,14 @@ class RemoteTrain:
         data["project_dir"] = str(self.project_dir)
         data["outputs_to"] = None if self.outputs_to is None else str(self.outputs_to)
         data["spec"] = None if self.spec is None else self.spec.to_dict()
+        data["variables"] = dict.fromkeys(sorted(self.variables), "(in the job's storage)")
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RemoteTrain:
         """The request stored with a job; keys a newer runctl wrote and this one lacks are ignored."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in known and k != "variables"}
         values["project_dir"] = Path(values.get("project_dir") or ".")
         if values.get("outputs_to") is not None:
             values["outputs_to"] = Path(values["outputs_to"])
@@ -330,6 +334,7 @@ class RemoteTrainer:
         crash_point("workflow.job_recorded")
         storage = job_storage(self.config, job.id)
         try:
+            job_env.upload(storage, request.variables, request.secret_names)
             if request.sync_code:
                 with tempfile.TemporaryDirectory() as tmp:
                     bundle = build_bundle(
@@ -342,12 +347,15 @@ class RemoteTrainer:
             self._start(machine, job, request, storage_url, attempt=1)
             crash_point("workflow.agent_started")
         except CapacityError as exc:
+            job_env.delete(storage)
             self.ledger.finish_job(job.id, "no_capacity", detail=str(exc), exit_code=int(exc.exit_code))
             raise
         except PRECHECK_ERRORS as exc:
+            job_env.delete(storage)
             self.ledger.finish_job(job.id, "failed_precheck", detail=str(exc), exit_code=int(exc.exit_code))
             raise
         except RunctlError as exc:
+            job_env.delete(storage)
             self._cleanup(job.id)
             self.ledger.finish_job(job.id, "failed_setup", detail=str(exc), exit_code=int(exc.exit_code))
             raise
@@ -528,6 +536,7 @@ class RemoteTrainer:
             status = {"detail": f"not resumed: {exc}", "exit_code": int(exc.exit_code)}
             return self._finish(self.ledger.get_job(job.id), request, "cancelled", status)
         except Exception as exc:  # nothing may leave the job running or its machine billing
+            job_env.delete(storage)
             return RemoteResult(*end_on_error(self.ledger, self.provider, job.id, exc, say=self.say))
         finally:
             for sig, handler in previous.items():
@@ -699,6 +708,7 @@ class RemoteTrainer:
         )
         if request.release_at_end or not request.keep_machine:
             self._cleanup(job.id)
+        job_env.delete(job_storage(self.config, job.id))
         return RemoteResult(self.ledger.get_job(job.id), int(exit_code))
 
     def _download_outputs(self, job: Job, destination: Path) -> None:
