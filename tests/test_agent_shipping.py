@@ -75,6 +75,8 @@ def test_a_machine_without_runctl_gets_the_shipped_agent(bare_cloud: MachineSimu
     ssm = boto3.client("ssm", region_name="us-east-1")
     sent = "\n".join("\n".join(c["Parameters"]["commands"]) for c in ssm.list_commands()["Commands"])
     assert "RUNCTL_AGENT_MANIFEST_URL" in sent and "pip install runctl" not in sent
+    events = json.loads(run_cli("events", "--job", job["id"], "-o", "json").stdout)
+    assert [e for e in events if e["kind"] == "job.bootstrap" and e["data"]["attempt"] == 1]
 
 
 def test_a_tampered_wheel_ends_failed_setup_and_nothing_runs(

@@ -44,7 +44,13 @@ def test_setup_runs_before_the_script_with_its_output_in_the_job_log(
     log = run_cli("logs", job["id"]).stdout
     assert "preparing the env" in log and log.index("preparing the env") < log.index("python ")
     shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
-    assert shown["remote_status"]["setup_s"] is not None  # the setup's duration, apart from the script's
+    timings = shown["remote_status"]["timings"]  # each part of the start-up, apart
+    assert {"bootstrap_s", "setup_s", "first_output_s"} <= set(timings)
+    kinds = [e["kind"] for e in shown["events"]]
+    assert {"job.bootstrap", "job.setup", "job.first_output"} <= set(kinds)
+    assert kinds.count("job.setup") == 1
+    table = run_cli("jobs", "show", job["id"]).stdout
+    assert "environment setup (--setup)" in table
 
 
 def test_a_failing_setup_is_failed_setup_and_the_script_never_runs(

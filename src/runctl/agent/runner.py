@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal, cast
 
 from runctl.agent.contract import contract_env
 from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
@@ -40,6 +40,7 @@ from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
 from runctl.agent.setup import run_setup
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, ENV_KEY, JobSync
+from runctl.agent.timings import FirstOutput, bootstrap_seconds
 from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
@@ -145,6 +146,11 @@ def run_agent(
         "machine": machine.describe(),
         "exit_code": None,
     }
+    timings: dict[str, float] = {}
+    bootstrap = bootstrap_seconds(Path.cwd())
+    if bootstrap is not None:
+        timings["bootstrap_s"] = bootstrap
+    status["timings"] = timings
     sync = JobSync(storage, checkpoint_dir, log_path, status, keep_last_n=options.keep_last_n)
     sync.write_status()
 
@@ -160,7 +166,8 @@ def run_agent(
             took = run_setup(
                 options.setup, cwd=code, log_path=log_path, timeout=options.setup_timeout, env=setup_env
             )
-            status["setup_s"] = None if took is None else round(took, 3)
+            if took is not None:
+                timings["setup_s"] = round(took, 3)
     except RunctlError as exc:
         sync.write_status(state="failed_setup", detail=str(exc), ended_at=time.time())
         _dead_man(options, machine)
@@ -184,6 +191,14 @@ def run_agent(
             stop_reasons.append(reason)
             supervisor.request_stop(reason)
 
+    first_output = FirstOutput(
+        sys.stdout.buffer, lambda seconds: timings.__setitem__("first_output_s", round(seconds, 3))
+    )
+
+    def on_start(pid: int) -> None:
+        first_output.started = time.monotonic()
+        sync.write_status(state="running", pid=pid, resumed_from=str(resume_from) if resume_from else None)
+
     supervisor = Supervisor(
         argv,
         env=env,
@@ -191,10 +206,8 @@ def run_agent(
         grace_period=options.grace_period,
         max_duration=options.max_duration,
         log_path=log_path,
-        echo=sys.stdout.buffer,
-        on_start=lambda pid: sync.write_status(
-            state="running", pid=pid, resumed_from=str(resume_from) if resume_from else None
-        ),
+        echo=cast("BinaryIO", first_output),
+        on_start=on_start,
         on_tick=heartbeat,
         tick_interval=options.heartbeat,
     )

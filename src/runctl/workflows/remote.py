@@ -101,6 +101,7 @@ from runctl.workflows.remote_deadlines import (
     fail_agent_start,
     release_before_detach,
 )
+from runctl.workflows.remote_timings import record_timings
 
 OnInterrupt = Literal["detach", "stop", "terminate"]
 ON_INTERRUPT: tuple[OnInterrupt, ...] = ("detach", "stop", "terminate")
@@ -307,6 +308,7 @@ class RemoteTrainer:
         self._next_refresh = 0.0
         self._start_watch: AgentStartWatch | None = None  # the current attempt's start deadline
         self._last_chunk: str | None = None  # the last log chunk echoed, over all attempts
+        self._timings_seen: set[tuple[int, str]] = set()  # start-up timings already recorded
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -561,6 +563,7 @@ class RemoteTrainer:
                     self.echo.flush()
             attempt_status = status if status.get("attempt") == job.attempt else {}
             last_heartbeat = self._record_heartbeat(job, attempt_status, last_heartbeat)
+            record_timings(self.ledger, job, attempt_status, self._timings_seen)
             if attempt_status.get("state") in AGENT_STATES_FINAL:
                 return str(attempt_status["state"]), attempt_status
             machine_state = self._machine_state(job.id)
