@@ -16,7 +16,9 @@ from runctl.core.errors import ConfigError
 from runctl.workflows import agent_shipping
 from tests.conftest import run_cli
 from tests.support.agent_source import SESSION_CACHE
+from tests.support.fake_runpod import FakeRunpod
 from tests.support.machine_sim import MachineSimulator
+from tests.support.pod_sim import PodSimulator
 from tests.support.remote import job_bucket
 
 
@@ -113,3 +115,23 @@ def test_a_machine_with_only_an_old_python_and_no_uv_ends_failed_setup_saying_so
         sim.close()
     assert job["state"] == "failed_setup", job
     assert "Python (3.9) is older than 3.11" in job["detail"] and "no uv wheel" in job["detail"]
+
+
+def test_a_pod_gets_the_shipped_agent_too(
+    aws: str, runpod_fake: FakeRunpod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path
+) -> None:
+    job_bucket(monkeypatch)
+    sim = PodSimulator(runpod_fake, tmp_path / "pods", shipped_agent=True)
+    try:
+        result = run_cli(
+            "workflow", "train", "train.py", "--provider", "runpod", "--max-duration", "1h",
+            "--project-dir", str(project), "--poll-interval", "0.3s", "-o", "json", "--", "12", "0.01",
+            cwd=project, timeout=300,
+        )  # fmt: skip
+    finally:
+        sim.close()
+    assert result.returncode == 0, result.stderr + str(sim.errors)
+    assert json.loads(result.stdout)["job"]["state"] == "succeeded"
+    pod = next(iter(runpod_fake.pods.values()))
+    assert "RUNCTL_AGENT_MANIFEST_URL" in {e["key"] for e in pod.env}
+    assert list((tmp_path / "pods" / pod.id / ".runctl" / "agent").glob("*/bin/runctl"))
