@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
 from runctl.agent.contract import contract_env
+from runctl.agent.deps import Deps, project_python
 from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
-from runctl.agent.setup import run_setup
+from runctl.agent.setup import run_setup, with_helper
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, ENV_KEY, JobSync
 from runctl.agent.timings import FirstOutput, bootstrap_seconds
 from runctl.core.errors import ExitCode, RunctlError
@@ -76,6 +77,7 @@ class AgentOptions:
     python: str | None = None  # the script's interpreter (--python)
     setup: str | None = None  # run once per machine before the script (--setup)
     setup_timeout: float = 3600.0
+    deps: Deps = "none"  # "auto": build the project's dependencies (runctl.agent.deps)
 
 
 @dataclass
@@ -159,22 +161,26 @@ def run_agent(
         resume_from = _resume_point(storage, workdir) if options.resume else None
         script = Path(options.script)
         script = script if script.is_absolute() else code / script
-        argv = [*command_for(script, Config(local=LocalConfig(python=options.python))), *options.args]
         variables = _job_variables(storage)
+        prepare_env = {**os.environ, **variables, "RUNCTL_JOB_ID": options.job_id}
+        timeout = options.setup_timeout
+        python = options.python
         if options.setup:
-            setup_env = {**os.environ, **variables, "RUNCTL_JOB_ID": options.job_id}
-            took = run_setup(
-                options.setup, cwd=code, log_path=log_path, timeout=options.setup_timeout, env=setup_env
-            )
+            took = run_setup(options.setup, cwd=code, log_path=log_path, timeout=timeout, env=prepare_env)
             if took is not None:
                 timings["setup_s"] = round(took, 3)
+        elif python is None and options.deps == "auto":
+            python, took = project_python(code, script, log_path=log_path, timeout=timeout, env=prepare_env)
+            if took is not None:
+                timings["deps_s"] = round(took, 3)
+        argv = [*command_for(script, Config(local=LocalConfig(python=python))), *options.args]
     except RunctlError as exc:
         sync.write_status(state="failed_setup", detail=str(exc), ended_at=time.time())
         _dead_man(options, machine)
         return AgentResult("failed_setup", int(exc.exit_code), str(exc), error=exc)
 
     env = contract_env(
-        {**os.environ, **variables},
+        with_helper({**os.environ, **variables}, python),
         job_id=options.job_id,
         job_name=options.job_name or script.stem,
         checkpoint_dir=checkpoint_dir,

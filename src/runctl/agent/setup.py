@@ -9,12 +9,16 @@
   attempt's log (``runctl logs`` shows it before the script's). A non-zero exit or more than
   ``[remote] setup_timeout`` ends the attempt ``failed_setup``; the detail carries the last lines
   of its output.
+* A script run by another interpreter than the agent's still imports ``runctl``'s in-script
+  helper (:func:`with_helper`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Mapping
@@ -26,16 +30,28 @@ SETUP_TAIL_LINES = 5
 
 
 def run_setup(
-    command: str, *, cwd: Path, log_path: Path, timeout: float, env: Mapping[str, str]
+    command: str, *, cwd: Path, log_path: Path, timeout: float, env: Mapping[str, str], once: bool = True
 ) -> float | None:
-    """Run ``command`` unless this machine already ran it; its duration in seconds, or ``None``
-    when it was skipped. Raises :class:`ResourceError` when it fails or runs out of time."""
+    """Run ``command`` unless this machine already ran it (``once``); its duration in seconds,
+    or ``None`` when it was skipped. Raises :class:`ResourceError` when it fails or runs out of
+    time."""
     marker = Path.home() / ".runctl" / "setup" / hashlib.sha256(command.encode()).hexdigest()[:20]
-    if marker.exists():
+    if once and marker.exists():
         return None
+    took = run_step(command, what="setup", cwd=cwd, log_path=log_path, timeout=timeout, env=env)
+    if once:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(command)
+    return took
+
+
+def run_step(
+    command: str, *, what: str, cwd: Path, log_path: Path, timeout: float, env: Mapping[str, str]
+) -> float:
+    """Run one ``sh -c`` preparation step with its output in the job log; its duration."""
     started = time.monotonic()
     with log_path.open("ab") as log:
-        log.write(f"runctl: setup: {command}\n".encode())
+        log.write(f"runctl: {what}: {command}\n".encode())
         log.flush()
         process = subprocess.Popen(
             ["sh", "-c", command], cwd=cwd, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
@@ -44,22 +60,37 @@ def run_setup(
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             raise ResourceError(
-                f"setup ran past [remote] setup_timeout ({timeout:g}s): {_tail(log_path)}",
-                operation="setup",
+                f"{what} ran past [remote] setup_timeout ({timeout:g}s): {_tail(log_path)}",
+                operation=what,
                 hint="raise [remote] setup_timeout, or prepare the image and pass --python",
             ) from None
     if code != 0:
         raise ResourceError(
-            f"setup exited with {code}: {_tail(log_path)}",
-            operation="setup",
-            hint="the job log has the setup's whole output: runctl logs JOB",
+            f"{what} exited with {code}: {_tail(log_path)}",
+            operation=what,
+            hint="the job log has its whole output: runctl logs JOB",
         )
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(command)
     return time.monotonic() - started
+
+
+def with_helper(env: dict[str, str], python: str | None) -> dict[str, str]:
+    """``env`` for a script run by another interpreter than the agent's (``--python``, the
+    project's virtualenv): ``from runctl import Checkpointer`` still works, through a directory
+    holding only the ``runctl`` package appended to ``PYTHONPATH`` (last: a runctl the user
+    installed wins; the agent's other packages stay out of the user's way)."""
+    if python is None:
+        return env
+    helper = Path.home() / ".runctl" / "helper"
+    link = helper / "runctl"
+    if not link.exists():
+        helper.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(Path(__file__).resolve().parent.parent)  # the runctl package
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**env, "PYTHONPATH": os.pathsep.join([*paths, str(helper)])}
 
 
 def _tail(log_path: Path) -> str:

@@ -5,6 +5,7 @@
   agent, installing it (from the ``bootstrap.events`` lines the script writes beside it);
 * ``setup_s`` — the user's ``--setup`` (absent when there is none, or it already ran on this
   machine);
+* ``deps_s`` — the automatic environment (``--deps auto``: the project's requirements);
 * ``first_output_s`` — from the script's start to its first output (its first step, for a
   script that reports its steps).
 

@@ -49,6 +49,9 @@ def run(
     python: Annotated[str | None, typer.Option(help="Interpreter for a .py script.")] = None,
     setup: Annotated[str | None, typer.Option(help="Run once per machine before the script.")] = None,
     setup_timeout: Annotated[str, typer.Option(help="How long --setup may take.")] = "60m",
+    deps: Annotated[
+        Literal["auto", "none"], typer.Option(help="auto: install the project's dependencies first.")
+    ] = "none",
     metrics_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Serve this process's /metrics on this port.")
     ] = None,
@@ -79,6 +82,7 @@ def run(
         python=python,
         setup=setup,
         setup_timeout=duration_arg("--setup-timeout", setup_timeout) or 3600.0,
+        deps=deps,
     )
     use_imds = watch_spot or on_exit != "none"
     if metrics_port is not None:  # the machine has no ledger: this process's counters only

@@ -103,6 +103,16 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
         ],
         None,
     ),
+    "deps": (
+        Annotated[
+            str,
+            typer.Option(
+                help="auto: without --python/--setup, install the project's requirements.txt or "
+                "pyproject.toml (uv run for a PEP 723 script) on the machine; none: nothing."
+            ),
+        ],
+        "auto",
+    ),
     "env": (
         Annotated[list[str] | None, typer.Option(help="NAME=VALUE for the script's environment; repeat.")],
         None,
@@ -156,6 +166,7 @@ def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> Rem
         over_budget=values.pop("over_budget"),
         setup=values.pop("setup"),
         python=values.pop("python"),
+        deps=values.pop("deps"),
         variables=variables,
         secret_names=secret_names,
     )

@@ -127,6 +127,10 @@ case "$source_kind" in
       [ -n "$pipwhl" ] || fail "no pip wheel was shipped"
       "$venv/bin/python" "$pipwhl/pip" install --quiet --no-index --no-cache-dir --find-links wheels \
         "$requirement" >pip.log 2>&1 || fail "pip could not install the agent: $(tail -n 3 pip.log)"
+      if ls wheels/uv-*.whl >/dev/null 2>&1; then  # for PEP 723 scripts and project environments
+        "$venv/bin/python" "$pipwhl/pip" install --quiet --no-index --no-cache-dir --find-links wheels uv \
+          >>pip.log 2>&1 || say "uv could not be installed: PEP 723 scripts will need one on PATH"
+      fi
       touch "$venv/.runctl-complete"
     fi
     rm -rf wheels uv-unpacked

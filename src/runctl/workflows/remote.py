@@ -71,6 +71,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from runctl.agent.deps import DEPS
 from runctl.agent.storage_settings import agent_storage_env
 from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
 from runctl.core.budget import JobBudgetWatch
@@ -140,6 +141,7 @@ class RemoteTrain:
     env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
     setup: str | None = None  # run once per machine before the script (runctl.agent.setup)
     python: str | None = None  # the script's interpreter on the machine
+    deps: str = "auto"  # build the project's dependencies when no --python/--setup (agent.deps)
     # --env/--secret: through the job's storage only; the ledger keeps their names
     variables: dict[str, str] = field(default_factory=dict, repr=False)
     secret_names: list[str] = field(default_factory=list)
@@ -150,6 +152,10 @@ class RemoteTrain:
             raise ValidationError(
                 f"--on-interrupt {self.on_interrupt!r} is not one of {', '.join(ON_INTERRUPT)}",
                 hint="detach (default), stop or terminate",
+            )
+        if self.deps not in DEPS:
+            raise ValidationError(
+                f"--deps {self.deps!r} is not one of {', '.join(DEPS)}", hint="auto or none"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,7 +246,8 @@ def agent_argv(
     if request.python:
         argv += ["--python", request.python]
     if request.setup:
-        argv += ["--setup", request.setup, "--setup-timeout", f"{setup_timeout}s"]
+        argv += ["--setup", request.setup]
+    argv += ["--deps", request.deps, "--setup-timeout", f"{setup_timeout}s"]
     return [*argv, "--", request.script, *request.args]
 
 

@@ -13,6 +13,7 @@ from runctl.core.units import duration
 PARTS = {
     "bootstrap_s": ("job.bootstrap", "agent bootstrap (Python, shipped agent, install)"),
     "setup_s": ("job.setup", "environment setup (--setup)"),
+    "deps_s": ("job.deps", "project dependencies (requirements.txt / pyproject.toml)"),
     "first_output_s": ("job.first_output", "script start to its first output"),
 }
 
