@@ -85,7 +85,9 @@ def tiny_wheel(directory: Path) -> Path:
     files = {
         "tinydep/__init__.py": "VALUE = 'tinydep works'\n",
         "tinydep-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n",
-        "tinydep-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tinydep-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = []
     wheel = directory / "tinydep-1.0-py3-none-any.whl"
@@ -94,7 +96,8 @@ def tiny_wheel(directory: Path) -> Path:
             archive.writestr(name, text)
             digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
             record.append(f"{name},sha256={digest},{len(text)}")
-        archive.writestr("tinydep-1.0.dist-info/RECORD", "\n".join([*record, "tinydep-1.0.dist-info/RECORD,,"]))
+        record.append("tinydep-1.0.dist-info/RECORD,,")
+        archive.writestr("tinydep-1.0.dist-info/RECORD", "\n".join(record))
     return wheel
 
 
