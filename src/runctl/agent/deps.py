@@ -35,7 +35,13 @@ DEPS: tuple[Deps, ...] = ("auto", "none")
 
 
 def project_python(
-    code: Path, script: Path, *, log_path: Path, timeout: float, env: Mapping[str, str]
+    code: Path,
+    script: Path,
+    *,
+    log_path: Path,
+    timeout: float,
+    env: Mapping[str, str],
+    log_hint: str | None = None,
 ) -> tuple[str | None, float | None]:
     """The interpreter the project's dependencies are installed in (``None``: the agent's own or
     uv's), and how long building it took (``None``: nothing built)."""
@@ -65,7 +71,13 @@ def project_python(
             f"{_q(python)} -m pip install --disable-pip-version-check {install}"
         )
     took = run_step(
-        command, what=f"dependencies ({spec.name})", cwd=code, log_path=log_path, timeout=timeout, env=env
+        command,
+        what=f"dependencies ({spec.name})",
+        cwd=code,
+        log_path=log_path,
+        timeout=timeout,
+        env=env,
+        log_hint=log_hint,
     )
     (venv / ".runctl-complete").touch()
     return str(python), took

@@ -30,7 +30,14 @@ SETUP_TAIL_LINES = 5
 
 
 def run_setup(
-    command: str, *, cwd: Path, log_path: Path, timeout: float, env: Mapping[str, str], once: bool = True
+    command: str,
+    *,
+    cwd: Path,
+    log_path: Path,
+    timeout: float,
+    env: Mapping[str, str],
+    once: bool = True,
+    log_hint: str | None = None,
 ) -> float | None:
     """Run ``command`` unless this machine already ran it (``once``); its duration in seconds,
     or ``None`` when it was skipped. Raises :class:`ResourceError` when it fails or runs out of
@@ -38,7 +45,9 @@ def run_setup(
     marker = Path.home() / ".runctl" / "setup" / hashlib.sha256(command.encode()).hexdigest()[:20]
     if once and marker.exists():
         return None
-    took = run_step(command, what="setup", cwd=cwd, log_path=log_path, timeout=timeout, env=env)
+    took = run_step(
+        command, what="setup", cwd=cwd, log_path=log_path, timeout=timeout, env=env, log_hint=log_hint
+    )
     if once:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(command)
@@ -46,7 +55,14 @@ def run_setup(
 
 
 def run_step(
-    command: str, *, what: str, cwd: Path, log_path: Path, timeout: float, env: Mapping[str, str]
+    command: str,
+    *,
+    what: str,
+    cwd: Path,
+    log_path: Path,
+    timeout: float,
+    env: Mapping[str, str],
+    log_hint: str | None = None,
 ) -> float:
     """Run one ``sh -c`` preparation step with its output in the job log; its duration."""
     started = time.monotonic()
@@ -71,7 +87,7 @@ def run_step(
         raise ResourceError(
             f"{what} exited with {code}: {_tail(log_path)}",
             operation=what,
-            hint="the job log has its whole output: runctl logs JOB",
+            hint=log_hint or "the job log has its whole output: runctl logs JOB",
         )
     return time.monotonic() - started
 
