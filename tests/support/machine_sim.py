@@ -21,6 +21,11 @@ sets ``[remote] agent_source = "preinstalled"`` for the test (a pre-provisioned 
 start script installs it into the machine's own virtualenv), restricted to this machine's
 platform and Python (``agent_platforms = ["host"]``) with the wheelhouse cached for the session.
 
+With ``image`` (:func:`tests.support.machine_image.bare_image`: Debian minbase, ``python3``,
+no pip, no runctl) each machine is a container of that image, started on its first command
+(``--network host --pid host``, its root mounted at the same path); each command is a
+``docker exec`` in it, with only the machine's own environment.
+
 When an instance leaves ``running`` in moto (terminated or stopped through the API — by the
 test, the controller or the agent's own dead-man switch), its processes get SIGTERM, as an OS
 shutdown would send, then SIGKILL two seconds later.
@@ -42,6 +47,10 @@ from tests.support.agent_source import AgentSource
 from tests.support.aws import ssm_registry
 from tests.support.fake_imds import FakeImds
 from tests.support.fault_proxy import FaultProxy
+
+#: What a container machine's commands get of the simulator's environment (its own, as on EC2).
+CONTAINER_ENV = ("HOME", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "RUNCTL_STATE_DIR",
+                 "AWS_EC2_METADATA_SERVICE_ENDPOINT")  # fmt: skip
 
 #: Seconds after a machine is first seen running that its SSM agent registers (real: tens).
 REGISTER_AFTER_S = 0.5
@@ -110,6 +119,7 @@ class MachineSimulator:
         *,
         shipped_agent: bool = False,
         machine_python: Path | None = None,
+        image: str | None = None,
     ) -> None:
         import boto3
 
@@ -130,6 +140,8 @@ class MachineSimulator:
         os.environ["AWS_ENDPOINT_URL"] = self.proxy.url
         self.shipped_agent = shipped_agent
         self.machine_python = machine_python
+        self.image = image  # a bare image (tests.support.machine_image): each machine a container
+        self.containers: list[str] = []
         self._agent_env = AgentSource(shipped_agent)
         _reset_runctl_clients()
         self._stop = threading.Event()
@@ -208,15 +220,34 @@ class MachineSimulator:
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT": machine.imds.url,  # the SDKs' name, as on EC2
                 "RUNCTL_STATE_DIR": str(machine.root / ".runctl-state"),
             }
+            argv = ["bash", "-c", script]
+            if self.image is not None:  # the machine is a container: only the machine's own env
+                argv = self._in_container(machine, env, script)
             machine.commands.append(
                 subprocess.Popen(
-                    ["bash", "-c", script],
+                    argv,
                     env=env,
                     cwd=machine.root,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             )
+
+    def _in_container(self, machine: SimMachine, env: dict[str, str], script: str) -> list[str]:
+        """``docker exec`` of the command in the machine's container (started on first use: a
+        bare image, the machine's root mounted at the same path, host network and PIDs so that
+        loopback servers, pid files and signals work as in host mode)."""
+        name = f"runctl-sim-{machine.instance_id}-{os.getpid()}"
+        if name not in self.containers:
+            subprocess.run(
+                ["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "--pid", "host",
+                 "-v", f"{self.root}:{self.root}", self.image or "", "sleep", "infinity"],
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+            self.containers.append(name)
+        keep = (*CONTAINER_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # the role's, played
+        flags = [item for key in keep if key in env for item in ("-e", f"{key}={env[key]}")]
+        return ["docker", "exec", "-w", env["HOME"], *flags, name, "bash", "-c", script]
 
     def _path(self) -> str:
         """A pre-provisioned machine has this runctl on its PATH; one the agent is shipped to
@@ -275,6 +306,8 @@ class MachineSimulator:
         for machine in self.machines.values():
             machine.signal_agents(signal.SIGKILL)
             machine.imds.close()
+        if self.containers:
+            subprocess.run(["docker", "rm", "-f", *self.containers], capture_output=True, timeout=120)
 
 
 def _reset_runctl_clients() -> None:
