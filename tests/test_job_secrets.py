@@ -60,6 +60,8 @@ def test_a_secret_reaches_the_script_and_nothing_else(
             outputs.append(path.read_bytes().decode("latin-1"))  # the ledger's bytes, WAL included
     outputs.append(next(iter(cloud.machines.values())).agent_logs())
     assert not [text for text in outputs if SECRET in text]
+    shown = run_cli("jobs", "show", job["id"]).stdout  # the names, not the values
+    assert "API_TOKEN (secret)" in shown and "EPOCHS" in shown and "deps auto" in shown
     s3 = boto3.client("s3", region_name="us-east-1")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="runs").get("Contents", [])]
     assert not [k for k in keys if k.endswith("control/env.json")]  # deleted when the job ended
