@@ -135,3 +135,22 @@ def test_a_pod_gets_the_shipped_agent_too(
     pod = next(iter(runpod_fake.pods.values()))
     assert "RUNCTL_AGENT_MANIFEST_URL" in {e["key"] for e in pod.env}
     assert list((tmp_path / "pods" / pod.id / ".runctl" / "agent").glob("*/bin/runctl"))
+
+
+def test_a_wheelhouse_that_cannot_be_built_fails_before_any_machine_exists(
+    bare_cloud: MachineSimulator, project: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    result = run_cli(
+        "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "-o", "json", cwd=project, timeout=300,
+        env={"RUNCTL_REMOTE__AGENT_CACHE_DIR": str(tmp_path / "cold-cache"), "PIP_NO_INDEX": "1",
+             "PIP_FIND_LINKS": str(empty), "PIP_CONFIG_FILE": "/dev/null"},
+    )  # fmt: skip
+    assert result.returncode == 80, result.stderr
+    assert "could not build the agent's wheelhouse" in result.stderr
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    assert not [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    jobs = json.loads(run_cli("jobs", "list", "-o", "json").stdout)
+    assert [j["state"] for j in jobs] == ["failed_setup"]

@@ -351,6 +351,8 @@ class RemoteTrainer:
                     )
                     storage.put_file(CODE_KEY, bundle)
                 crash_point("workflow.code_uploaded")
+            if self.config.remote.agent_source == "ship":  # built (or found cached) before any bill
+                agent_shipping.wheelhouse(self.config.remote)
             machine = Machine.of(existing) if existing is not None else self._create(request, job, prepared)
             crash_point("workflow.machine_created")
             self._start(machine, job, request, storage_url, attempt=1)
