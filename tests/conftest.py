@@ -29,6 +29,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(var, raising=False)
     state = tmp_path / "state"
     monkeypatch.setenv("RUNCTL_STATE_DIR", str(state))
+    # machines are pre-provisioned unless a test ships the agent (tests.support.agent_source):
+    # no test builds a wheelhouse for every platform from the network by accident
+    monkeypatch.setenv("RUNCTL_REMOTE__AGENT_SOURCE", "preinstalled")
     monkeypatch.setenv("RUNCTL_CONFIG_HOME", str(tmp_path / "config-home"))
     return state
 

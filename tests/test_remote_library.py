@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from runctl.core.config import Config, CostConfig, StorageConfig
+from runctl.core.config import Config, CostConfig, RemoteConfig, StorageConfig
 from runctl.core.errors import BudgetError, ResourceError, UnsupportedError
 from runctl.core.ledger import Ledger
 from runctl.providers.base import MachineSpec
@@ -37,7 +37,10 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 @pytest.fixture
 def config(aws: str) -> Config:
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="runs")
-    return Config(storage=StorageConfig(uri="s3://runs/lib"))
+    # the fake agent answers for the machine: nothing to ship to it
+    return Config(
+        storage=StorageConfig(uri="s3://runs/lib"), remote=RemoteConfig(agent_source="preinstalled")
+    )
 
 
 class FakeAgent:

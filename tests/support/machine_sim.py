@@ -15,6 +15,17 @@ and refuses ``SendCommand`` with ``InvalidInstanceId`` until the machine has reg
 machine registers ``register_after[k]`` seconds after it is first seen running (``k``: the order
 machines boot in; ``None``: never), by default :data:`REGISTER_AFTER_S`.
 
+A simulated machine is this machine: ``runctl`` is on its ``PATH``. By default the simulator
+sets ``[remote] agent_source = "preinstalled"`` for the test (a pre-provisioned image);
+``shipped_agent=True`` leaves the default (``ship``: the controller ships its wheel and the
+start script installs it into the machine's own virtualenv), restricted to this machine's
+platform and Python (``agent_platforms = ["host"]``) with the wheelhouse cached for the session.
+
+With ``image`` (:func:`tests.support.machine_image.bare_image`: Debian minbase, ``python3``,
+no pip, no runctl) each machine is a container of that image, started on its first command
+(``--network host --pid host``, its root mounted at the same path); each command is a
+``docker exec`` in it, with only the machine's own environment.
+
 When an instance leaves ``running`` in moto (terminated or stopped through the API — by the
 test, the controller or the agent's own dead-man switch), its processes get SIGTERM, as an OS
 shutdown would send, then SIGKILL two seconds later.
@@ -32,9 +43,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.agent_source import AgentSource
 from tests.support.aws import ssm_registry
 from tests.support.fake_imds import FakeImds
 from tests.support.fault_proxy import FaultProxy
+
+#: What a container machine's commands get of the simulator's environment (its own, as on EC2).
+CONTAINER_ENV = ("HOME", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "RUNCTL_STATE_DIR",
+                 "AWS_EC2_METADATA_SERVICE_ENDPOINT")  # fmt: skip
 
 #: Seconds after a machine is first seen running that its SSM agent registers (real: tens).
 REGISTER_AFTER_S = 0.5
@@ -96,7 +112,16 @@ class SimMachine:
 
 
 class MachineSimulator:
-    def __init__(self, root: Path, endpoint: str, region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        root: Path,
+        endpoint: str,
+        region: str = "us-east-1",
+        *,
+        shipped_agent: bool = False,
+        machine_python: Path | None = None,
+        image: str | None = None,
+    ) -> None:
         import boto3
 
         self.root = root
@@ -114,6 +139,11 @@ class MachineSimulator:
         self.proxy.rule = ssm_registry(self.registered)
         self._endpoint_before = os.environ.get("AWS_ENDPOINT_URL")
         os.environ["AWS_ENDPOINT_URL"] = self.proxy.url
+        self.shipped_agent = shipped_agent
+        self.machine_python = machine_python
+        self.image = image  # a bare image (tests.support.machine_image): each machine a container
+        self.containers: list[str] = []
+        self._agent_env = AgentSource(shipped_agent)
         _reset_runctl_clients()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -184,22 +214,62 @@ class MachineSimulator:
             env = {
                 **os.environ,
                 "HOME": str(home),
-                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                "PATH": self._path(),
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_EC2_METADATA_SERVICE_ENDPOINT": machine.imds.url,  # the SDKs' name, as on EC2
                 "RUNCTL_STATE_DIR": str(machine.root / ".runctl-state"),
             }
+            argv = ["bash", "-c", script]
+            if self.image is not None:  # the machine is a container: only the machine's own env
+                argv = self._in_container(machine, env, script)
             machine.commands.append(
                 subprocess.Popen(
-                    ["bash", "-c", script],
+                    argv,
                     env=env,
                     cwd=machine.root,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             )
+
+    def _in_container(self, machine: SimMachine, env: dict[str, str], script: str) -> list[str]:
+        """``docker exec`` of the command in the machine's container (started on first use: a
+        bare image, the machine's root mounted at the same path, host network and PIDs so that
+        loopback servers, pid files and signals work as in host mode)."""
+        name = f"runctl-sim-{machine.instance_id}-{os.getpid()}"
+        if name not in self.containers:
+            subprocess.run(
+                ["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "--pid", "host",
+                 "-v", f"{self.root}:{self.root}", self.image or "", "sleep", "infinity"],
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+            self.containers.append(name)
+        keep = (*CONTAINER_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # the role's, played
+        flags = [item for key in keep if key in env for item in ("-e", f"{key}={env[key]}")]
+        return ["docker", "exec", "-w", env["HOME"], *flags, name, "bash", "-c", script]
+
+    def _path(self) -> str:
+        """A pre-provisioned machine has this runctl on its PATH; one the agent is shipped to
+        has none (only the system's ``python3``, or ``machine_python`` as its only Python: the
+        other ``python3.1x`` names are shadowed by stubs that fail)."""
+        path = os.environ.get("PATH", "")
+        if not self.shipped_agent:
+            return f"{Path(sys.executable).parent}:{path}"
+        venv_bin = str(Path(sys.executable).parent)
+        path = ":".join(p for p in path.split(":") if p and p != venv_bin)
+        if self.machine_python is None:
+            return path
+        bin_dir = self.root / "python-bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("python3.11", "python3.12", "python3.13", "python"):
+            stub = bin_dir / name
+            stub.write_text("#!/bin/sh\nexit 127\n")
+            stub.chmod(0o755)
+        with contextlib.suppress(FileExistsError):
+            (bin_dir / "python3").symlink_to(self.machine_python)
+        return f"{bin_dir}:{path}"
 
     def _shut_down_gone_machines(self) -> None:
         live = [m for m in self.machines.values() if not m.down]
@@ -233,10 +303,13 @@ class MachineSimulator:
         else:
             os.environ["AWS_ENDPOINT_URL"] = self._endpoint_before
         _reset_runctl_clients()
+        self._agent_env.restore()
         self.proxy.close()
         for machine in self.machines.values():
             machine.signal_agents(signal.SIGKILL)
             machine.imds.close()
+        if self.containers:
+            subprocess.run(["docker", "rm", "-f", *self.containers], capture_output=True, timeout=120)
 
 
 def _reset_runctl_clients() -> None:

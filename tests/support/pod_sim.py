@@ -18,11 +18,14 @@ import sys
 import threading
 from pathlib import Path
 
+from tests.support.agent_source import AgentSource
 from tests.support.fake_runpod import FakePod, FakeRunpod
 
 
 class PodSimulator:
-    def __init__(self, fake: FakeRunpod, root: Path) -> None:
+    def __init__(self, fake: FakeRunpod, root: Path, *, shipped_agent: bool = False) -> None:
+        self.shipped_agent = shipped_agent
+        self._agent_env = AgentSource(shipped_agent)  # see tests.support.machine_sim
         self.fake = fake
         self.root = root
         self.containers: dict[str, subprocess.Popen[bytes]] = {}
@@ -57,7 +60,7 @@ class PodSimulator:
             **os.environ,
             **{e["key"]: e["value"] for e in pod.env},
             "HOME": str(home),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            "PATH": self._path(),
             "RUNPOD_POD_ID": pod.id,
             "RUNCTL_STATE_DIR": str(home / ".runctl-state"),
         }
@@ -71,12 +74,19 @@ class PodSimulator:
             stderr=subprocess.STDOUT,
         )
 
+    def _path(self) -> str:
+        """This runctl on the container's PATH, unless the agent is shipped to it."""
+        venv_bin = str(Path(sys.executable).parent)
+        path = [p for p in os.environ.get("PATH", "").split(":") if p and p != venv_bin]
+        return ":".join(path if self.shipped_agent else [venv_bin, *path])
+
     def running(self) -> list[str]:
         return [pod_id for pod_id, c in self.containers.items() if c.poll() is None]
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._agent_env.restore()
         for container in self.containers.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(container.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@
    A stop request from the controller (``control/stop.json`` in storage, read every heartbeat:
    the job reached its ``[cost] max_cost_usd``) stops the script the same graceful way; the job
    is then ``cancelled`` (exit code 79) with the request's reason as detail.
+   Before the script: ``--setup`` once per machine and ``--python`` (:mod:`runctl.agent.setup`).
 5. Final sync (checkpoints, log, outputs) and the final status. Outcomes: ``succeeded``,
    ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``cancelled`` (SIGINT, or the
    controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
@@ -31,13 +32,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal, cast
 
 from runctl.agent.contract import contract_env
+from runctl.agent.deps import Deps, project_python
 from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
-from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
+from runctl.agent.setup import run_setup, with_helper
+from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, ENV_KEY, JobSync
+from runctl.agent.timings import FirstOutput, bootstrap_seconds
 from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
@@ -70,6 +74,10 @@ class AgentOptions:
     on_exit: OnExit = "none"
     keep: bool = False
     idle_timeout: float | None = None
+    python: str | None = None  # the script's interpreter (--python)
+    setup: str | None = None  # run once per machine before the script (--setup)
+    setup_timeout: float = 3600.0
+    deps: Deps = "none"  # "auto": build the project's dependencies (runctl.agent.deps)
 
 
 @dataclass
@@ -90,6 +98,17 @@ def _extract_code(storage: Storage, workdir: Path) -> Path:
     return code
 
 
+def _job_variables(storage: Storage) -> dict[str, str]:
+    """The job's ``--env``/``--secret`` variables (:mod:`runctl.workflows.job_env`), secrets
+    registered for masking before anything could log them."""
+    from runctl.core import secrets
+
+    document = storage.read_json(ENV_KEY) or {}
+    variables = {str(k): str(v) for k, v in (document.get("variables") or {}).items()}
+    secrets.register_all(variables[name] for name in document.get("secrets") or [] if name in variables)
+    return variables
+
+
 def _resume_point(storage: Storage, workdir: Path) -> Path | None:
     record = storage.latest_checkpoint(CHECKPOINTS_PREFIX)
     if record is None:
@@ -106,7 +125,7 @@ def run_agent(
     imds: Imds | None = None,
 ) -> AgentResult:
     """Run the job to its end and record everything in ``storage`` (see module docstring)."""
-    from runctl.core.config import Config
+    from runctl.core.config import Config, LocalConfig
 
     workdir = options.workdir.absolute()
     checkpoint_dir = workdir / "checkpoints"
@@ -129,6 +148,11 @@ def run_agent(
         "machine": machine.describe(),
         "exit_code": None,
     }
+    timings: dict[str, float] = {}
+    bootstrap = bootstrap_seconds(Path.cwd())
+    if bootstrap is not None:
+        timings["bootstrap_s"] = bootstrap
+    status["timings"] = timings
     sync = JobSync(storage, checkpoint_dir, log_path, status, keep_last_n=options.keep_last_n)
     sync.write_status()
 
@@ -137,14 +161,26 @@ def run_agent(
         resume_from = _resume_point(storage, workdir) if options.resume else None
         script = Path(options.script)
         script = script if script.is_absolute() else code / script
-        argv = [*command_for(script, Config()), *options.args]
+        variables = _job_variables(storage)
+        prepare_env = {**os.environ, **variables, "RUNCTL_JOB_ID": options.job_id}
+        timeout = options.setup_timeout
+        python = options.python
+        if options.setup:
+            took = run_setup(options.setup, cwd=code, log_path=log_path, timeout=timeout, env=prepare_env)
+            if took is not None:
+                timings["setup_s"] = round(took, 3)
+        elif python is None and options.deps == "auto":
+            python, took = project_python(code, script, log_path=log_path, timeout=timeout, env=prepare_env)
+            if took is not None:
+                timings["deps_s"] = round(took, 3)
+        argv = [*command_for(script, Config(local=LocalConfig(python=python))), *options.args]
     except RunctlError as exc:
         sync.write_status(state="failed_setup", detail=str(exc), ended_at=time.time())
         _dead_man(options, machine)
         return AgentResult("failed_setup", int(exc.exit_code), str(exc), error=exc)
 
     env = contract_env(
-        os.environ,
+        with_helper({**os.environ, **variables}, python),
         job_id=options.job_id,
         job_name=options.job_name or script.stem,
         checkpoint_dir=checkpoint_dir,
@@ -161,6 +197,14 @@ def run_agent(
             stop_reasons.append(reason)
             supervisor.request_stop(reason)
 
+    first_output = FirstOutput(
+        sys.stdout.buffer, lambda seconds: timings.__setitem__("first_output_s", round(seconds, 3))
+    )
+
+    def on_start(pid: int) -> None:
+        first_output.started = time.monotonic()
+        sync.write_status(state="running", pid=pid, resumed_from=str(resume_from) if resume_from else None)
+
     supervisor = Supervisor(
         argv,
         env=env,
@@ -168,10 +212,8 @@ def run_agent(
         grace_period=options.grace_period,
         max_duration=options.max_duration,
         log_path=log_path,
-        echo=sys.stdout.buffer,
-        on_start=lambda pid: sync.write_status(
-            state="running", pid=pid, resumed_from=str(resume_from) if resume_from else None
-        ),
+        echo=cast("BinaryIO", first_output),
+        on_start=on_start,
         on_tick=heartbeat,
         tick_interval=options.heartbeat,
     )

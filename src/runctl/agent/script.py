@@ -2,7 +2,8 @@
 and under the agent on a remote machine.
 
 * **Command** (:func:`command_for`): ``*.py`` runs with the current interpreter (``[local] python``
-  overrides), or with ``uv run`` when it carries PEP 723 inline metadata and ``uv`` is installed;
+  overrides), or with ``uv run`` when it carries PEP 723 inline metadata and ``uv`` is installed
+  (on ``PATH``, or beside the agent's interpreter);
   anything else must be executable and runs directly (by absolute path, never looked up on PATH).
 * **Outcome** (:func:`classify`): exit 0 → ``succeeded``; non-zero → ``failed`` (its code passes
   through); a limit that stopped it (a budget) → ``cancelled`` with exit code 79; a cancel →
@@ -39,8 +40,9 @@ def command_for(script: Path, config: Config) -> list[str]:
     if not os.access(script, os.R_OK):
         raise ValidationError(f"script {script} is not readable", hint=f"chmod u+r {script}")
     if script.suffix == ".py":
-        if config.local.use_uv and shutil.which("uv") and _has_inline_metadata(script):
-            return ["uv", "run", "--script", str(script)]
+        uv = find_uv() if config.local.use_uv else None
+        if uv is not None and has_inline_metadata(script):
+            return [uv, "run", "--script", str(script)]
         return [config.local.python or sys.executable, str(script)]
     if not os.access(script, os.X_OK):
         raise ValidationError(
@@ -51,7 +53,16 @@ def command_for(script: Path, config: Config) -> list[str]:
     return [str(script.absolute())]
 
 
-def _has_inline_metadata(script: Path) -> bool:
+def find_uv() -> str | None:
+    """uv on ``PATH``, else the one installed beside this interpreter (the shipped agent's)."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    sibling = Path(sys.executable).parent / "uv"
+    return str(sibling) if os.access(sibling, os.X_OK) else None
+
+
+def has_inline_metadata(script: Path) -> bool:
     with script.open(encoding="utf-8", errors="replace") as handle:
         return bool(_PEP723_RE.search(handle.read(65536)))
 

@@ -7,6 +7,9 @@ Layout under the job's root (``<storage>/jobs/<job id>/``)::
                                      utilisation, times; rewritten every few seconds
     control/stop.json                a stop request from the controller (a budget reached):
                                      {"attempt", "reason", "requested_at"}; read every heartbeat
+    control/env.json                 the job's variables and secrets (--env, --secret), read by
+                                     the agent at start, deleted when the job ends
+    agent/manifest-<N>.txt           what attempt N's start script installs (agent shipping)
     logs/attempt-<N>/<seq>.log       the script's output, in chunks (S3 cannot append)
     checkpoints/                     published checkpoints (manifest written last)
     outputs/                         files the script left in RUNCTL_OUTPUT_DIR
@@ -33,6 +36,7 @@ from runctl.storage.base import Storage
 
 STATUS_KEY = "status.json"
 STOP_KEY = "control/stop.json"
+ENV_KEY = "control/env.json"
 CODE_KEY = "code.tar.gz"
 CHECKPOINTS_PREFIX = "checkpoints"
 OUTPUTS_PREFIX = "outputs"

@@ -46,6 +46,12 @@ def run(
     ] = "none",
     keep: Annotated[bool, typer.Option(help="Keep the machine after the job ends.")] = False,
     idle_timeout: Annotated[str | None, typer.Option(help="With --keep: stop after idle this long.")] = None,
+    python: Annotated[str | None, typer.Option(help="Interpreter for a .py script.")] = None,
+    setup: Annotated[str | None, typer.Option(help="Run once per machine before the script.")] = None,
+    setup_timeout: Annotated[str, typer.Option(help="How long --setup may take.")] = "60m",
+    deps: Annotated[
+        Literal["auto", "none"], typer.Option(help="auto: install the project's dependencies first.")
+    ] = "none",
     metrics_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Serve this process's /metrics on this port.")
     ] = None,
@@ -73,6 +79,10 @@ def run(
         on_exit=on_exit,
         keep=keep,
         idle_timeout=duration_arg("--idle-timeout", idle_timeout),
+        python=python,
+        setup=setup,
+        setup_timeout=duration_arg("--setup-timeout", setup_timeout) or 3600.0,
+        deps=deps,
     )
     use_imds = watch_spot or on_exit != "none"
     if metrics_port is not None:  # the machine has no ledger: this process's counters only

@@ -24,6 +24,24 @@ def _job_row(job: Any, cost: float) -> dict[str, Any]:
     return {**job.to_dict(), "cost_usd": round(cost, 6)}
 
 
+def _environment(request: dict[str, Any] | None) -> str | None:
+    """A remote job's environment as submitted: interpreter, setup, deps, variable names."""
+    if not request:
+        return None
+    parts = []
+    if request.get("python"):
+        parts.append(f"python {request['python']}")
+    if request.get("setup"):
+        parts.append(f"setup {request['setup']!r}")
+    elif not request.get("python") and request.get("deps"):
+        parts.append(f"deps {request['deps']}")
+    secret = set(request.get("secret_names") or [])
+    names = sorted(request.get("variables") or {})
+    if names:
+        parts.append("env " + ", ".join(f"{n} (secret)" if n in secret else n for n in names))
+    return "; ".join(parts) or None
+
+
 def _ledger_with_local_reconciled() -> Any:
     from runctl.workflows.local import lost_message, reconcile_local_jobs
 
@@ -127,6 +145,7 @@ def show(
             ("exit code", job.exit_code),
             ("attempt", f"{job.attempt} ({data['preemptions']} preemptions, {data['restarts']} restarts)"),
             ("script", " ".join([job.script, *job.args])),
+            *([("environment", env)] if (env := _environment(job.request)) else []),
             ("created", render.when(job.created_at)),
             ("started", render.when(job.started_at)),
             ("ended", render.when(job.ended_at)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -36,6 +36,14 @@ def local(
     max_duration: Annotated[
         str | None, typer.Option(help="Stop the job gracefully after this long (e.g. 2h).")
     ] = None,
+    python: Annotated[str | None, typer.Option(help="Interpreter for a .py script.")] = None,
+    setup: Annotated[
+        str | None, typer.Option(help="Shell command run before the script (its failure stops the run).")
+    ] = None,
+    deps: Annotated[
+        Literal["auto", "none"],
+        typer.Option(help="auto: install the project's requirements.txt or pyproject.toml in a cached venv."),
+    ] = "none",
     metrics_port: MetricsPortOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> int:
@@ -59,6 +67,9 @@ def local(
         resume=resume,
         grace_period=duration_arg("--grace-period", grace_period),
         max_duration=duration_arg("--max-duration", max_duration),
+        python=python,
+        setup=setup,
+        deps=deps,
     )
     config = STATE.loaded().config
     ledger = STATE.ledger()

@@ -90,6 +90,47 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
         None,
     ),
     "data_s3": (Annotated[str | None, typer.Option(help="Input data URI, passed as RUNCTL_DATA_URI.")], None),
+    "setup": (
+        Annotated[
+            str | None,
+            typer.Option(help="Shell command run once per machine before the script (e.g. pip install ...)."),
+        ],
+        None,
+    ),
+    "python": (
+        Annotated[
+            str | None, typer.Option(help="Interpreter on the machine for a .py script (a prepared env).")
+        ],
+        None,
+    ),
+    "deps": (
+        Annotated[
+            str,
+            typer.Option(
+                help="auto: without --python/--setup, install the project's requirements.txt or "
+                "pyproject.toml (uv run for a PEP 723 script) on the machine; none: nothing."
+            ),
+        ],
+        "auto",
+    ),
+    "env": (
+        Annotated[list[str] | None, typer.Option(help="NAME=VALUE for the script's environment; repeat.")],
+        None,
+    ),
+    "env_file": (
+        Annotated[Path | None, typer.Option(help="A file of NAME=VALUE lines for the script's environment.")],
+        None,
+    ),
+    "secret": (
+        Annotated[
+            list[str] | None,
+            typer.Option(
+                help="NAME (from this environment) or NAME=FILE: a secret for the script; repeat. "
+                "Sent through the job's storage only, never shown."
+            ),
+        ],
+        None,
+    ),
     "poll_interval": (PollOpt, "5s"),
     "over_budget": (OverBudgetOpt, False),
 }
@@ -97,9 +138,13 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
 
 def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> RemoteTrain:
     """The RemoteTrain the shared options describe."""
+    from runctl.workflows import job_env
     from runctl.workflows.remote import RemoteTrain
 
     data = values.pop("data_s3")
+    variables, secret_names = job_env.collect(
+        values.pop("env") or [], values.pop("env_file"), values.pop("secret") or []
+    )
     return RemoteTrain(
         script=script,
         args=list(args or []),
@@ -119,6 +164,11 @@ def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> Rem
         env={"RUNCTL_DATA_URI": data} if data else {},
         poll_interval=duration_arg("--poll-interval", values.pop("poll_interval")) or 5.0,
         over_budget=values.pop("over_budget"),
+        setup=values.pop("setup"),
+        python=values.pop("python"),
+        deps=values.pop("deps"),
+        variables=variables,
+        secret_names=secret_names,
     )
 
 

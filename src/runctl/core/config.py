@@ -295,6 +295,33 @@ class RemoteConfig(_Section):
     """How long the agent may take to start, from its machine reaching running (SSM registration
     on EC2, then its first heartbeat); past it the attempt ends failed_setup and the machine is
     released."""
+    agent_source: str = "ship"
+    """How the agent gets onto the machine: `ship` (the controller's own runctl, as a wheel with
+    its dependencies, SHA-256-checked), `preinstalled` (a `runctl` already on the image's PATH) or
+    `pip:REQUIREMENT` (installed by name from the machine's package index: only if you trust it)."""
+    agent_platforms: list[str] = Field(
+        default_factory=lambda: ["manylinux2014_x86_64", "manylinux2014_aarch64"]
+    )
+    """Platform tags the shipped wheelhouse covers (`host`: only this machine's platform)."""
+    agent_python_versions: list[str] = Field(default_factory=lambda: ["3.11", "3.12", "3.13"])
+    """Python versions the shipped wheelhouse covers (ignored for the `host` platform)."""
+    agent_cache_dir: Path | None = None
+    """Where the shipped wheel and wheelhouse are cached (default: `<state dir>/agent-cache`)."""
+    python_mirror: str | None = None
+    """Where uv downloads a managed CPython when the machine's is older than 3.11 (default: uv's)."""
+    setup_timeout: Duration = Field(default=3600.0, gt=0)
+    """How long a job's `--setup` command may run on its machine; past it the attempt ends
+    failed_setup."""
+
+    @field_validator("agent_source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value in ("ship", "preinstalled") or (value.startswith("pip:") and value[4:].strip()):
+            return value
+        raise ValueError(
+            f"agent_source {value!r} is not 'ship', 'preinstalled' or 'pip:REQUIREMENT' "
+            "(e.g. 'pip:runctl==0.1.0')"
+        )
 
 
 class StorageConfig(_Section):

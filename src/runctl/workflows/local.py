@@ -51,6 +51,7 @@ from runctl.core.paths import create_private_file, ensure_dir, ensure_state_dir
 from runctl.core.shutdown import ChildOutcome, StartError, Supervisor, pid_alive
 from runctl.core.testhooks import crash_point
 from runctl.providers.local import DEFAULT_GRACE_S, KIND, local_lifecycle, process_cloud_id, process_spec
+from runctl.workflows.local_env import prepared_config
 
 #: How often a local job's cost is checked against ``[cost] max_cost_usd`` (a ledger read).
 BUDGET_CHECK_S = 1.0
@@ -70,6 +71,9 @@ class LocalRun:
     resumes: Job | None = None  # the job that resume_from belongs to (attempt + 1)
     grace_period: float | None = None
     max_duration: float | None = None
+    python: str | None = None  # --python, --setup, --deps: runctl.workflows.local_env
+    setup: str | None = None
+    deps: str = "none"
 
 
 @dataclass
@@ -111,6 +115,7 @@ def run_local(
 ) -> LocalResult:
     """Run ``request`` to completion under graceful shutdown; the ledger records every step."""
     script = request.script.expanduser()
+    config = prepared_config(config, script, python=request.python, setup=request.setup, deps=request.deps)
     argv = [*command_for(script, config), *request.args]
     name = validate_name(request.name or script.stem)
     grace = request.grace_period or config.local.grace_period

@@ -55,9 +55,9 @@ be asked for that (an on-demand EC2 instance; not a spot instance, not a RunPod 
 combination is refused at submit, before anything is created.
 
 The agent is started detached (``setsid nohup``) so the provider's command channel (SSM's
-execution timeout, a pod's start command) never bounds the job; if ``runctl`` is missing on the
-machine the start script installs the same version with pip (``RUNCTL_AGENT_PIP_SPEC``
-overrides what is installed, e.g. a wheel URL).
+execution timeout, a pod's start command) never bounds the job. The start script ships the
+controller's own runctl onto the machine, SHA-256-checked, into the agent's own virtualenv
+(:mod:`runctl.workflows.agent_shipping`; ``[remote] agent_source``).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from runctl.agent.deps import DEPS
 from runctl.agent.storage_settings import agent_storage_env
 from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
 from runctl.core.budget import JobBudgetWatch
@@ -92,8 +93,7 @@ from runctl.core.lifecycle import Lifecycle
 from runctl.core.testhooks import crash_point
 from runctl.providers.base import ComputeProvider, Machine, MachineSpec
 from runctl.storage import Storage, open_storage
-from runctl.version import __version__
-from runctl.workflows import launch
+from runctl.workflows import agent_shipping, job_env, launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
 from runctl.workflows.remote_deadlines import (
@@ -102,6 +102,7 @@ from runctl.workflows.remote_deadlines import (
     fail_agent_start,
     release_before_detach,
 )
+from runctl.workflows.remote_timings import record_timings
 
 OnInterrupt = Literal["detach", "stop", "terminate"]
 ON_INTERRUPT: tuple[OnInterrupt, ...] = ("detach", "stop", "terminate")
@@ -112,18 +113,6 @@ STOPPED = "stopped"
 STOP_SLACK_S = 60.0
 HEARTBEAT_EVENT_INTERVAL_S = 30.0
 PRECHECK_ERRORS = (ConfigError, AuthError, QuotaError, ValidationError)
-
-START_SCRIPT = (
-    'set -eu; cd "${HOME:-/root}"; mkdir -p "$RUNCTL_AGENT_HOME"; cd "$RUNCTL_AGENT_HOME"; '
-    'command -v runctl >/dev/null 2>&1 || python3 -m pip install --quiet "$RUNCTL_AGENT_PIP_SPEC"; '
-    'setsid nohup "$@" >agent.log 2>&1 </dev/null & echo $! >agent.pid'
-)
-FOREGROUND_SCRIPT = (
-    'set -eu; cd "${HOME:-/root}"; mkdir -p "$RUNCTL_AGENT_HOME"; cd "$RUNCTL_AGENT_HOME"; '
-    'command -v runctl >/dev/null 2>&1 || python3 -m pip install --quiet "$RUNCTL_AGENT_PIP_SPEC"; '
-    'exec "$@"'
-)
-
 
 @dataclass
 class RemoteTrain:
@@ -150,6 +139,12 @@ class RemoteTrain:
     outputs_to: Path | None = None
     poll_interval: float = 5.0
     env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
+    setup: str | None = None  # run once per machine before the script (runctl.agent.setup)
+    python: str | None = None  # the script's interpreter on the machine
+    deps: str = "auto"  # build the project's dependencies when no --python/--setup (agent.deps)
+    # --env/--secret: through the job's storage only; the ledger keeps their names
+    variables: dict[str, str] = field(default_factory=dict, repr=False)
+    secret_names: list[str] = field(default_factory=list)
     over_budget: bool = False  # launch even when a [cost] limit refuses it
 
     def __post_init__(self) -> None:
@@ -158,6 +153,10 @@ class RemoteTrain:
                 f"--on-interrupt {self.on_interrupt!r} is not one of {', '.join(ON_INTERRUPT)}",
                 hint="detach (default), stop or terminate",
             )
+        if self.deps not in DEPS:
+            raise ValidationError(
+                f"--deps {self.deps!r} is not one of {', '.join(DEPS)}", hint="auto or none"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The request as the ledger stores it with the job (JSON)."""
@@ -165,13 +164,14 @@ class RemoteTrain:
         data["project_dir"] = str(self.project_dir)
         data["outputs_to"] = None if self.outputs_to is None else str(self.outputs_to)
         data["spec"] = None if self.spec is None else self.spec.to_dict()
+        data["variables"] = dict.fromkeys(sorted(self.variables), "(in the job's storage)")
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RemoteTrain:
         """The request stored with a job; keys a newer runctl wrote and this one lacks are ignored."""
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in known and k != "variables"}
         values["project_dir"] = Path(values.get("project_dir") or ".")
         if values.get("outputs_to") is not None:
             values["outputs_to"] = Path(values["outputs_to"])
@@ -205,7 +205,13 @@ def job_storage(config: Config, job_id: str) -> Storage:
 
 
 def agent_argv(
-    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int, on_exit: str | None = None
+    job: Job,
+    request: RemoteTrain,
+    storage_url: str,
+    *,
+    attempt: int,
+    on_exit: str | None = None,
+    setup_timeout: float = 3600.0,
 ) -> list[str]:
     """The command the machine runs: the agent, with every user argument as its own argv item.
 
@@ -237,6 +243,11 @@ def agent_argv(
         argv += ["--max-duration", f"{request.max_duration}s"]
     if request.keep_last_n:
         argv += ["--keep-last-n", str(request.keep_last_n)]
+    if request.python:
+        argv += ["--python", request.python]
+    if request.setup:
+        argv += ["--setup", request.setup]
+    argv += ["--deps", request.deps, "--setup-timeout", f"{setup_timeout}s"]
     return [*argv, "--", request.script, *request.args]
 
 
@@ -250,18 +261,33 @@ def _dead_man(request: RemoteTrain) -> str:
 
 
 def start_command(
-    job: Job, request: RemoteTrain, storage_url: str, *, attempt: int, detach: bool = True
+    job: Job,
+    request: RemoteTrain,
+    storage_url: str,
+    *,
+    attempt: int,
+    detach: bool = True,
+    agent_env: dict[str, str] | None = None,
+    setup_timeout: float = 3600.0,
 ) -> tuple[list[str], dict[str, str]]:
-    """argv and env that install runctl if needed and run the agent: detached for a command
-    sent to a running machine, in the foreground as a container's own command."""
+    """argv and env that get the agent onto the machine and run it: detached for a command
+    sent to a running machine, in the foreground as a container's own command. ``agent_env``
+    says where the agent comes from (:func:`runctl.workflows.agent_shipping.publish`)."""
     env = {
         "RUNCTL_AGENT_HOME": f"runctl/{job.id}/attempt-{attempt}",  # relative to $HOME
-        "RUNCTL_AGENT_PIP_SPEC": f"runctl=={__version__}",
+        agent_shipping.DETACH_ENV: "1" if detach else "0",
+        **(agent_env or {agent_shipping.SOURCE_ENV: "preinstalled"}),
         **request.env,
     }
-    script = START_SCRIPT if detach else FOREGROUND_SCRIPT
-    argv = agent_argv(job, request, storage_url, attempt=attempt, on_exit=None if detach else "none")
-    return ["sh", "-c", script, "runctl-start", *argv], env
+    argv = agent_argv(
+        job,
+        request,
+        storage_url,
+        attempt=attempt,
+        on_exit=None if detach else "none",
+        setup_timeout=setup_timeout,
+    )
+    return ["sh", "-c", agent_shipping.start_script(), "runctl-start", *argv], env
 
 
 class RemoteTrainer:
@@ -289,6 +315,7 @@ class RemoteTrainer:
         self._next_refresh = 0.0
         self._start_watch: AgentStartWatch | None = None  # the current attempt's start deadline
         self._last_chunk: str | None = None  # the last log chunk echoed, over all attempts
+        self._timings_seen: set[tuple[int, str]] = set()  # start-up timings already recorded
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -316,6 +343,7 @@ class RemoteTrainer:
         crash_point("workflow.job_recorded")
         storage = job_storage(self.config, job.id)
         try:
+            job_env.upload(storage, request.variables, request.secret_names)
             if request.sync_code:
                 with tempfile.TemporaryDirectory() as tmp:
                     bundle = build_bundle(
@@ -323,17 +351,22 @@ class RemoteTrainer:
                     )
                     storage.put_file(CODE_KEY, bundle)
                 crash_point("workflow.code_uploaded")
+            if self.config.remote.agent_source == "ship":  # built (or found cached) before any bill
+                agent_shipping.wheelhouse(self.config.remote)
             machine = Machine.of(existing) if existing is not None else self._create(request, job, prepared)
             crash_point("workflow.machine_created")
             self._start(machine, job, request, storage_url, attempt=1)
             crash_point("workflow.agent_started")
         except CapacityError as exc:
+            job_env.delete(storage)
             self.ledger.finish_job(job.id, "no_capacity", detail=str(exc), exit_code=int(exc.exit_code))
             raise
         except PRECHECK_ERRORS as exc:
+            job_env.delete(storage)
             self.ledger.finish_job(job.id, "failed_precheck", detail=str(exc), exit_code=int(exc.exit_code))
             raise
         except RunctlError as exc:
+            job_env.delete(storage)
             self._cleanup(job.id)
             self.ledger.finish_job(job.id, "failed_setup", detail=str(exc), exit_code=int(exc.exit_code))
             raise
@@ -424,10 +457,32 @@ class RemoteTrainer:
         """``spec`` carrying the agent as the machine's own command (``command_at_creation``)."""
         if spec is None:
             raise ValidationError("no machine spec to create the job's machine from")
-        argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
+        argv, env = start_command(
+            job, request, job.storage_url or "", attempt=attempt, detach=False,
+            agent_env=self._agent_env(job, attempt), setup_timeout=self.config.remote.setup_timeout,
+        )
         env.update(self._machine_credentials(job, request))
         env.update(agent_storage_env(self.config.storage))
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
+
+    def _agent_env(self, job: Job, attempt: int) -> dict[str, str]:
+        """Where this attempt's agent comes from (``[remote] agent_source``)."""
+        remote = self.config.remote
+        env = {agent_shipping.SOURCE_ENV: remote.agent_source}
+        if remote.python_mirror:
+            env[agent_shipping.MIRROR_ENV] = remote.python_mirror
+        if remote.agent_source == "ship":
+            root = open_storage(remote_storage_root(self.config), self.config.storage)
+            env.update(
+                agent_shipping.publish(
+                    agent_shipping.wheelhouse(remote),
+                    root,
+                    job_storage(self.config, job.id),
+                    attempt=attempt,
+                    expires=agent_shipping.url_lifetime(remote),
+                )
+            )
+        return env
 
     def _start(
         self, machine: Machine, job: Job, request: RemoteTrain, storage_url: str, *, attempt: int
@@ -435,7 +490,14 @@ class RemoteTrainer:
         if self.provider.command_at_creation:
             handle = machine.cloud_id  # the machine runs the agent as its own command
         else:
-            argv, env = start_command(job, request, storage_url, attempt=attempt)
+            argv, env = start_command(
+                job,
+                request,
+                storage_url,
+                attempt=attempt,
+                agent_env=self._agent_env(job, attempt),
+                setup_timeout=self.config.remote.setup_timeout,
+            )
             env.update(agent_storage_env(self.config.storage))
             handle = self.provider.start(machine, argv, env)
         self.ledger.add_event(
@@ -485,6 +547,7 @@ class RemoteTrainer:
             status = {"detail": f"not resumed: {exc}", "exit_code": int(exc.exit_code)}
             return self._finish(self.ledger.get_job(job.id), request, "cancelled", status)
         except Exception as exc:  # nothing may leave the job running or its machine billing
+            job_env.delete(storage)
             return RemoteResult(*end_on_error(self.ledger, self.provider, job.id, exc, say=self.say))
         finally:
             for sig, handler in previous.items():
@@ -509,6 +572,7 @@ class RemoteTrainer:
                     self.echo.flush()
             attempt_status = status if status.get("attempt") == job.attempt else {}
             last_heartbeat = self._record_heartbeat(job, attempt_status, last_heartbeat)
+            record_timings(self.ledger, job, attempt_status, self._timings_seen)
             if attempt_status.get("state") in AGENT_STATES_FINAL:
                 return str(attempt_status["state"]), attempt_status
             machine_state = self._machine_state(job.id)
@@ -656,6 +720,7 @@ class RemoteTrainer:
         )
         if request.release_at_end or not request.keep_machine:
             self._cleanup(job.id)
+        job_env.delete(job_storage(self.config, job.id))
         return RemoteResult(self.ledger.get_job(job.id), int(exit_code))
 
     def _download_outputs(self, job: Job, destination: Path) -> None:
