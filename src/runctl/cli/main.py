@@ -62,7 +62,7 @@ COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
     "top": (_function("top_cmd", "top"),
             "Live dashboard: running jobs, cost, resources, events; keys to open a log or stop a job."),
     "dashboard": (_function("dashboard_cmd", "dashboard"),
-                  "Serve a web page of jobs, machines and money (local, read-mostly)."),
+                  "Web dashboard: running jobs, each job's attempts and log, money over time, reliability."),
     "monitor": (_function("monitor_cmd", "monitor"),
                 "Print a log file, or the checkpoints in a directory; --follow keeps watching."),
     "doctor": (_function("doctor_cmd", "doctor"),
