@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from runctl.core.config import Config, CostConfig, StorageConfig
+from runctl.core.config import Config, CostConfig, RecoveryConfig, StorageConfig
 from runctl.core.errors import BudgetError, ResourceError, UnsupportedError
 from runctl.core.ledger import Ledger
 from runctl.providers.base import MachineSpec
@@ -82,7 +82,9 @@ def test_preemptions_resume_then_fall_back_to_on_demand(ledger: Ledger, config: 
     agent = FakeAgent(provider, config, ["preempted", "preempted", "succeeded"])
     try:
         ask = request(
-            spec=MachineSpec(instance_type="mem.small", spot=True), auto_resume=True, max_preemptions=1
+            spec=MachineSpec(instance_type="mem.small", spot=True),
+            auto_resume=True,
+            recovery=RecoveryConfig(max_preemptions=1),
         )
         trainer = RemoteTrainer(provider, ledger, config)
         job = trainer.submit(ask)

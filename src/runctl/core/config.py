@@ -297,6 +297,31 @@ class RemoteConfig(_Section):
     released."""
 
 
+class RecoveryConfig(_Section):
+    """``[recovery]``: what a remote job does when an attempt ends early (see
+    :mod:`runctl.core.recovery`). One rule per event, each with its own count; the overall caps
+    are ``max_total_duration`` here and ``[cost] max_cost_usd``. The same names are options of
+    the train commands, and the values a job was submitted with are stored with it.
+    """
+
+    max_preemptions: int = Field(default=3, ge=0)
+    """Spot preemptions resumed on spot (with --auto-resume); after them the replacement is
+    on-demand."""
+    max_restarts: int = Field(default=0, ge=0)
+    """Re-runs allowed after the script fails (exit code not 0)."""
+    restart_on_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(default_factory=list)
+    """Exit codes (e.g. a known flaky NCCL failure) that restart without using up max_restarts
+    (at most 10 such restarts in a row)."""
+    capacity_wait: Duration | None = None
+    """How long a job whose machine cannot be placed for lack of capacity waits `pending`,
+    retrying with exponential backoff, before it ends no_capacity (default: it ends at once)."""
+    max_hang_restarts: int = Field(default=1, ge=0)
+    """Restarts allowed after the agent's watchdog declared the script hung."""
+    max_total_duration: Duration | None = None
+    """Cap on the job's wall-clock time over all attempts, from submission; reaching it stops
+    the job gracefully (checkpoint saved) as time_limit."""
+
+
 class StorageConfig(_Section):
     """``[storage]``: where jobs keep checkpoints, logs and status, and how S3 transfers run.
 
@@ -397,6 +422,7 @@ class Config(_Section):
     cost: CostConfig = Field(default_factory=CostConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
 
