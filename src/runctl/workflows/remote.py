@@ -506,7 +506,7 @@ class RemoteTrainer:
         storage = job_storage(self.config, job.id)
         self._interrupted = self._stop_asked = self._limit = None  # a trainer may follow a job again
         policy = request.recovery or self.config.recovery
-        recovery = Recovery.from_events(policy, reversed(self.ledger.events(job_id=job.id, limit=100_000)))
+        recovery = Recovery.from_events(policy, self.ledger.events(job_id=job.id, limit=100_000))
         spec = request.spec
         self._watch = JobBudgetWatch(self.ledger, job.id, self.config.cost)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
