@@ -126,7 +126,9 @@ def resume(
             f"job {job.id} has no checkpoint to resume from",
             hint=f"start it afresh: runctl local {job.script}",
         )
-    request = LocalRun(script=Path(job.script), args=job.args, name=job.name, resume_from=source, resumes=job)
+    request = LocalRun(
+        script=Path(job.script), args=job.args, name=job.name, resume_from=source, resumes=job
+    )
     quiet = output is OutputFormat.json
     result = run_local(
         request, STATE.loaded().config, ledger, echo=sys.stderr.buffer if quiet else sys.stdout.buffer

@@ -188,7 +188,9 @@ class TopApp(App[None]):
             return
         self.current = snap
         running = sum(1 for j in snap.jobs if not j.job.is_final)
-        self.sub_title = f"{running} running · {usd(snap.rate_usd_per_hour)}/h · {usd(snap.cost_usd)} so far"
+        self.sub_title = (
+            f"{running} running · {usd(snap.rate_usd_per_hour)}/h · {usd(snap.cost_usd)} so far"
+        )
         self._fill_jobs(snap)
         self.query_one("#cost", Sparkline).data = snap.spend_rate_series
         resources = self.query_one("#resources", DataTable)

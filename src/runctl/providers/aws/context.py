@@ -192,7 +192,9 @@ class AwsContext:
     ) -> Any:
         """``client(service).method(**kwargs)`` with retries and classification."""
         fn = getattr(self.client(service), method)
-        return aws.call(fn, operation=operation or method, policy=self.api, resource_id=resource_id, **kwargs)
+        return aws.call(
+            fn, operation=operation or method, policy=self.api, resource_id=resource_id, **kwargs
+        )
 
     def paginate(self, method: str, key: str, *, service: str = "ec2", **kwargs: Any) -> list[Any]:
         """Every item under ``key`` across the pages of ``method``."""
