@@ -13,8 +13,11 @@
    A stop request from the controller (``control/stop.json`` in storage, read every heartbeat:
    the job reached its ``[cost] max_cost_usd``) stops the script the same graceful way; the job
    is then ``cancelled`` (exit code 79) with the request's reason as detail.
+   With ``--hang-timeout`` the hang watchdog (:mod:`runctl.agent.watchdog`) looks at the
+   script's progress every heartbeat; a hung script is stopped the same graceful way and the
+   attempt ends ``hung`` (exit code 124); the controller's recovery policy may restart it.
 5. Final sync (checkpoints, log, outputs) and the final status. Outcomes: ``succeeded``,
-   ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``cancelled`` (SIGINT, or the
+   ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``hung``, ``cancelled`` (SIGINT, or the
    controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
    written to storage is never rewritten by a later error.
 6. Dead-man switch: stop or terminate the machine (``--on-exit``), unless ``--keep``; with
@@ -38,6 +41,7 @@ from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
+from runctl.agent.watchdog import HangWatch
 from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
@@ -70,6 +74,8 @@ class AgentOptions:
     on_exit: OnExit = "none"
     keep: bool = False
     idle_timeout: float | None = None
+    hang_timeout: float | None = None  # the watchdog is off without it
+    hang_gpu_util: float = 5.0
 
 
 @dataclass
@@ -152,13 +158,30 @@ def run_agent(
         resume_from=resume_from,
         keep_last_n=options.keep_last_n,
         output_dir=output_dir,
+        progress_file=workdir / "progress",
     )
     stop_reasons: list[str] = []  # the controller's stop request, once read
+    hung: list[str] = []  # the watchdog's verdict, once given
+    watch = (
+        None
+        if options.hang_timeout is None
+        else HangWatch(
+            options.hang_timeout,
+            log_path=log_path,
+            checkpoint_dir=checkpoint_dir,
+            progress_file=workdir / "progress",
+            gpu_util=options.hang_gpu_util,
+        )
+    )
 
     def heartbeat() -> None:
         sync.tick()
         if not stop_reasons and (reason := sync.stop_request()) is not None:
             stop_reasons.append(reason)
+            supervisor.request_stop(reason)
+        if watch is not None and not hung and not stop_reasons and (reason := watch.check()) is not None:
+            log.warning("%s: stopping the script", reason)
+            hung.append(reason)
             supervisor.request_stop(reason)
 
     supervisor = Supervisor(
@@ -190,7 +213,11 @@ def run_agent(
     finally:
         if watcher:
             watcher.stop()
-    state, exit_code, detail = _classify(outcome, stopped_for=next(iter(stop_reasons), None))
+    state, exit_code, detail = (
+        ("hung", int(ExitCode.TIMEOUT), f"{hung[0]}; {outcome.exit_detail}")
+        if hung
+        else _classify(outcome, stopped_for=next(iter(stop_reasons), None))
+    )
     try:
         sync.final(output_dir, state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
     except (RunctlError, OSError) as exc:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runctl.agent.watchdog import nvidia_smi_utilisation
 from runctl.core import checkpoints
 from runctl.core.errors import RunctlError
 from runctl.storage.base import Storage
@@ -72,19 +71,9 @@ def request_stop(storage: Storage, *, attempt: int, reason: str) -> None:
 def utilisation() -> dict[str, float]:
     """CPU load per core and, when nvidia-smi is there, mean GPU utilisation (percent)."""
     found: dict[str, float] = {"load_per_cpu": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)}
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.split()
-            if out:
-                found["gpu_percent"] = sum(float(x) for x in out) / len(out)
-        except (OSError, subprocess.SubprocessError, ValueError):
-            pass  # no GPU figure in this heartbeat; utilisation is informational, never fatal
+    gpus = nvidia_smi_utilisation()  # informational: no figure this heartbeat is never fatal
+    if gpus:
+        found["gpu_percent"] = sum(gpus) / len(gpus)
     return found
 
 

@@ -46,6 +46,15 @@ def run(
     ] = "none",
     keep: Annotated[bool, typer.Option(help="Keep the machine after the job ends.")] = False,
     idle_timeout: Annotated[str | None, typer.Option(help="With --keep: stop after idle this long.")] = None,
+    hang_timeout: Annotated[
+        str | None, typer.Option(help="Stop the script as hung after no progress for this long.")
+    ] = None,
+    hang_gpu_util: Annotated[
+        float,
+        typer.Option(
+            min=0, max=100, help="GPU utilisation (%) at or above which the GPU counts as progress."
+        ),
+    ] = 5.0,
     metrics_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Serve this process's /metrics on this port.")
     ] = None,
@@ -73,6 +82,8 @@ def run(
         on_exit=on_exit,
         keep=keep,
         idle_timeout=duration_arg("--idle-timeout", idle_timeout),
+        hang_timeout=duration_arg("--hang-timeout", hang_timeout),
+        hang_gpu_util=hang_gpu_util,
     )
     use_imds = watch_spot or on_exit != "none"
     if metrics_port is not None:  # the machine has no ledger: this process's counters only

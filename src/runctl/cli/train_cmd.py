@@ -105,6 +105,13 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
         ],
         None,
     ),
+    "hang_timeout": (
+        Annotated[
+            str | None,
+            typer.Option(help="The agent stops a script with no progress for this long as hung (e.g. 30m)."),
+        ],
+        None,
+    ),
     "max_total_duration": (
         Annotated[
             str | None,
@@ -167,6 +174,7 @@ def _recovery(values: dict[str, Any]) -> RecoveryConfig:
         "restart_on_exit_codes": values.pop("restart_on_exit_code") or None,
         "capacity_wait": duration_arg("--capacity-wait", values.pop("capacity_wait")),
         "max_total_duration": duration_arg("--max-total-duration", values.pop("max_total_duration")),
+        "hang_timeout": duration_arg("--hang-timeout", values.pop("hang_timeout")),
     }
     base = STATE.loaded().config.recovery
     return base.model_validate({**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})

@@ -315,6 +315,11 @@ class RecoveryConfig(_Section):
     capacity_wait: Duration | None = None
     """How long a job whose machine cannot be placed for lack of capacity waits `pending`,
     retrying with exponential backoff, before it ends no_capacity (default: it ends at once)."""
+    hang_timeout: Duration | None = None
+    """The agent's watchdog stops the script as hung after no progress (log line, checkpoint,
+    Checkpointer.progress(), GPU at or above hang_gpu_util) for this long (default: no watchdog)."""
+    hang_gpu_util: float = Field(default=5.0, ge=0, le=100)
+    """GPU utilisation (percent, the busiest GPU) at or above which the GPU counts as progress."""
     max_hang_restarts: int = Field(default=1, ge=0)
     """Restarts allowed after the agent's watchdog declared the script hung."""
     max_total_duration: Duration | None = None

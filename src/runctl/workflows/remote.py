@@ -248,6 +248,9 @@ def agent_argv(
         argv += ["--max-duration", f"{request.max_duration}s"]
     if request.keep_last_n:
         argv += ["--keep-last-n", str(request.keep_last_n)]
+    if request.recovery is not None and request.recovery.hang_timeout is not None:
+        argv += ["--hang-timeout", f"{request.recovery.hang_timeout}s"]
+        argv += ["--hang-gpu-util", f"{request.recovery.hang_gpu_util:g}"]
     return [*argv, "--", request.script, *request.args]
 
 
