@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+#: Never passed on from runctl's own environment (the notify URLs are secrets of the agent's).
+_NOT_INHERITED = ("RUNCTL_RESUME_FROM", "RUNCTL_PROGRESS_FILE", "RUNCTL_NOTIFY_URLS")
+
 
 def contract_env(
     base: Mapping[str, str],
@@ -31,7 +34,7 @@ def contract_env(
     progress_file: Path | None = None,
 ) -> dict[str, str]:
     """``base`` plus the contract's variables."""
-    env = {k: v for k, v in base.items() if k not in ("RUNCTL_RESUME_FROM", "RUNCTL_PROGRESS_FILE")}
+    env = {k: v for k, v in base.items() if k not in _NOT_INHERITED}
     env.update(
         RUNCTL_JOB_ID=job_id,
         RUNCTL_JOB_NAME=job_name,

@@ -20,6 +20,7 @@
    ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``hung``, ``cancelled`` (SIGINT, or the
    controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
    written to storage is never rewritten by a later error.
+   The agent notifies ``preempted`` and ``hung`` itself (the URLs come in ``RUNCTL_NOTIFY_URLS``).
 6. Dead-man switch: stop or terminate the machine (``--on-exit``), unless ``--keep``; with
    ``--keep`` and ``--idle-timeout``, after that long idle.
 """
@@ -42,6 +43,7 @@ from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
 from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
 from runctl.agent.watchdog import HangWatch
+from runctl.clients.notify import Notifier
 from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
@@ -51,6 +53,8 @@ from runctl.storage.base import Storage
 log = logging.getLogger("runctl.agent")
 
 OnExit = Literal["none", "stop", "terminate"]
+#: Outcomes the agent notifies itself (``[notify] urls``), also with the controller gone.
+NOTIFIED = {"preempted": "preempted", "hung": "hung"}
 
 
 @dataclass
@@ -110,6 +114,7 @@ def run_agent(
     *,
     machine: MachineControl | None = None,
     imds: Imds | None = None,
+    notifier: Notifier | None = None,
 ) -> AgentResult:
     """Run the job to its end and record everything in ``storage`` (see module docstring)."""
     from runctl.core.config import Config
@@ -226,6 +231,11 @@ def run_agent(
         # if storage is gone altogether, the controller classifies from the machine's state
         with contextlib.suppress(RunctlError, OSError):
             sync.write_status(state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
+    if notifier is not None and state in NOTIFIED:  # what only this machine sees
+        title = f"runctl: job {NOTIFIED[state]}"
+        name = options.job_name or script.stem
+        body = f"job {options.job_id} ({name}) attempt {options.attempt} {state}: {detail}"
+        notifier.send(f"{options.job_id}-attempt-{options.attempt}-{state}", title, body)
     _dead_man(options, machine)
     return AgentResult(state, exit_code, detail)
 

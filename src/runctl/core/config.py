@@ -327,6 +327,17 @@ class RecoveryConfig(_Section):
     the job gracefully (checkpoint saved) as time_limit."""
 
 
+class NotifyConfig(_Section):
+    """``[notify]``: where runctl sends a message when something happens to a job (see
+    :mod:`runctl.clients.notify`): ended (with its cost), preempted, resumed, restarted, hung,
+    a budget at ``[cost] warn_at`` and at its limit, a release that could not be verified.
+    """
+
+    urls: list[SecretStr] = Field(default_factory=list)
+    """apprise URLs (slack://…, discord://…, ntfy://…, mailto://…, json://host/path); secrets:
+    never shown, logged or stored in the ledger. `--notify URL` adds one for a job."""
+
+
 class StorageConfig(_Section):
     """``[storage]``: where jobs keep checkpoints, logs and status, and how S3 transfers run.
 
@@ -428,6 +439,7 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
 

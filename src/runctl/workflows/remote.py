@@ -77,6 +77,7 @@ from typing import Any, BinaryIO, Literal
 
 from runctl.agent.storage_settings import agent_storage_env
 from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
+from runctl.clients.notify import Notifier
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config, RecoveryConfig
 from runctl.core.errors import (
@@ -102,6 +103,7 @@ from runctl.version import __version__
 from runctl.workflows import launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
+from runctl.workflows.notices import JobNotices
 from runctl.workflows.remote_deadlines import (
     AgentStartWatch,
     end_on_error,
@@ -158,6 +160,11 @@ class RemoteTrain:
     poll_interval: float = 5.0
     env: dict[str, str] = field(default_factory=dict)  # extra variables for the script
     over_budget: bool = False  # launch even when a [cost] limit refuses it
+    notify: list[str] = field(default_factory=list)  # apprise URLs besides [notify]; never stored
+
+    def notify_urls(self, config: Config) -> list[str]:
+        """Where this job's notices go: ``[notify] urls`` plus ``--notify``."""
+        return [*(u.get_secret_value() for u in config.notify.urls), *self.notify]
 
     def __post_init__(self) -> None:
         if self.on_interrupt not in ON_INTERRUPT:
@@ -173,6 +180,7 @@ class RemoteTrain:
         data["outputs_to"] = None if self.outputs_to is None else str(self.outputs_to)
         data["spec"] = None if self.spec is None else self.spec.to_dict()
         data["recovery"] = None if self.recovery is None else self.recovery.model_dump()
+        del data["notify"]  # URLs carry tokens: not in the ledger
         return data
 
     @classmethod
@@ -304,6 +312,7 @@ class RemoteTrainer:
         self._next_refresh = 0.0
         self._start_watch: AgentStartWatch | None = None  # the current attempt's start deadline
         self._last_chunk: str | None = None  # the last log chunk echoed, over all attempts
+        self._notices: JobNotices | None = None  # the job followed now
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -482,6 +491,7 @@ class RemoteTrainer:
         argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
         env.update(self._machine_credentials(job, request))
         env.update(agent_storage_env(self.config.storage))
+        env.update(Notifier(request.notify_urls(self.config)).env())
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
 
     def _start(
@@ -492,6 +502,7 @@ class RemoteTrainer:
         else:
             argv, env = start_command(job, request, storage_url, attempt=attempt)
             env.update(agent_storage_env(self.config.storage))
+            env.update(Notifier(request.notify_urls(self.config)).env())
             handle = self.provider.start(machine, argv, env)
         self.ledger.add_event(
             "job.attempt",
@@ -512,6 +523,7 @@ class RemoteTrainer:
         recovery = Recovery.from_events(policy, self.ledger.events(job_id=job.id, limit=100_000))
         spec = request.spec
         self._watch = JobBudgetWatch(self.ledger, job.id, self.config.cost)
+        self._notices = JobNotices(self.ledger, job.id, request.notify_urls(self.config))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while True:
@@ -552,6 +564,7 @@ class RemoteTrainer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._notices.relay()  # the end, a failed release
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._interrupted = signum
@@ -589,6 +602,8 @@ class RemoteTrainer:
                     self.ledger, self.provider, job, timeout, say=self.say
                 )
             self._watch_cost(job, storage, request)
+            if self._notices is not None:
+                self._notices.relay()
             time.sleep(request.poll_interval)
 
     def _watch_cost(self, job: Job, storage: Storage, request: RemoteTrain) -> None:
