@@ -24,6 +24,7 @@ from runctl.cli import (
     jobs_cmd,
     local_cmd,
     monitor_cmd,
+    notify_cmd,
     resources_cmd,
     runpod_cmd,
     s3_cmd,
@@ -124,6 +125,7 @@ app.add_typer(train_cmd.workflow_app, name="workflow")
 jobs_cmd.app.command("wait")(train_cmd.jobs_wait)
 jobs_cmd.app.command("resume")(train_cmd.jobs_resume)
 app.add_typer(agent_cmd.app, name="agent")
+app.add_typer(notify_cmd.app, name="notify")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -135,6 +135,13 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
         None,
     ),
     "data_s3": (Annotated[str | None, typer.Option(help="Input data URI, passed as RUNCTL_DATA_URI.")], None),
+    "notify": (
+        Annotated[
+            list[str] | None,
+            typer.Option(help="Also send this job's notices to this apprise URL; repeatable (not stored)."),
+        ],
+        None,
+    ),
     "poll_interval": (PollOpt, "5s"),
     "over_budget": (OverBudgetOpt, False),
 }
@@ -163,6 +170,7 @@ def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> Rem
         env={"RUNCTL_DATA_URI": data} if data else {},
         poll_interval=duration_arg("--poll-interval", values.pop("poll_interval")) or 5.0,
         over_budget=values.pop("over_budget"),
+        notify=list(values.pop("notify") or []),
     )
 
 

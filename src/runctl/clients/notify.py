@@ -58,7 +58,7 @@ class Notifier:
             return False
         if accepted < len(self.urls) or not delivered:
             log.warning(
-                "notice %s (%s) not delivered to every URL (%d of %d URLs valid); the job is not affected",
+                "notice %s (%s) not delivered to every URL (%d of %d URLs valid); nothing else is affected",
                 notice_id,
                 title,
                 accepted,
