@@ -90,7 +90,12 @@ def nvidia_smi_utilisation() -> list[float] | None:
 
 @dataclass
 class HangWatch:
-    """Decides, each heartbeat, whether the script has been without progress for ``timeout``."""
+    """Decides, each heartbeat, whether the script has been without progress for ``timeout``.
+
+    Progress is dated by the files themselves (their modification time), not by when a
+    heartbeat noticed it: a hang is declared ``timeout`` after the last line, at the first
+    heartbeat past it, so within ``timeout`` + one heartbeat.
+    """
 
     timeout: float
     log_path: Path
@@ -98,33 +103,24 @@ class HangWatch:
     progress_file: Path
     gpu_util: float = 5.0  # percent: at or above it the GPU counts as progress
     gpu: Callable[[], list[float] | None] = field(default_factory=lambda: GpuProbe().read)
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.time  # wall clock: the files' times are
     last_progress: float = field(init=False)
-    _seen: tuple[int, float, float] = field(init=False, default=(-1, 0.0, 0.0))
 
     def __post_init__(self) -> None:
         self.last_progress = self.clock()
-        self._seen = self._signature()
 
-    def _signature(self) -> tuple[int, float, float]:
-        """(log size, newest checkpoint mtime, progress file mtime): any change is progress."""
-        size = _stat(self.log_path, "st_size")
-        newest = max(
-            (_stat(p, "st_mtime") for p in self.checkpoint_dir.iterdir())
-            if self.checkpoint_dir.is_dir()
-            else (),
-            default=0.0,
-        )
-        return int(size), newest, _stat(self.progress_file, "st_mtime")
+    def _newest_file_time(self) -> float:
+        """The latest modification of the log, a checkpoint or the progress file."""
+        checkpoints = self.checkpoint_dir.iterdir() if self.checkpoint_dir.is_dir() else iter(())
+        return max(_mtime(self.log_path), _mtime(self.progress_file), *(_mtime(p) for p in checkpoints))
 
     def check(self) -> str | None:
         """None while the script makes progress; else why it is hung."""
         now = self.clock()
-        seen = self._signature()
+        self.last_progress = max(self.last_progress, self._newest_file_time())
         gpus = self.gpu()
-        if seen != self._seen or (gpus is not None and max(gpus, default=0.0) >= self.gpu_util):
-            self._seen, self.last_progress = seen, now
-            return None
+        if gpus is not None and max(gpus, default=0.0) >= self.gpu_util:
+            self.last_progress = now
         idle = now - self.last_progress
         if idle < self.timeout:
             return None
@@ -135,8 +131,8 @@ class HangWatch:
         )
 
 
-def _stat(path: Path, attr: str) -> float:
+def _mtime(path: Path) -> float:
     try:
-        return float(getattr(os.stat(path), attr))
+        return os.stat(path).st_mtime
     except OSError:
         return 0.0
