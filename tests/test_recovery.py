@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runctl.core.config import Config, RecoveryConfig, load_config
+from runctl.core.config import Config, CostConfig, RecoveryConfig, load_config
 from runctl.core.errors import CapacityError, ConfigError
 from runctl.core.ledger import Ledger
 from runctl.core.recovery import FREE_RESTARTS_CEILING, Recovery, capacity_retry
@@ -174,3 +174,16 @@ def test_the_policy_is_stored_with_the_job_resolved_from_the_config(ledger: Ledg
     assert stored.recovery == RecoveryConfig(max_restarts=4, capacity_wait=60)
     legacy = RemoteTrain.from_dict({"script": "t.py", "max_restarts": 2, "max_preemptions": 0})
     assert legacy.recovery == RecoveryConfig(max_restarts=2, max_preemptions=0)
+
+
+def test_max_cost_reached_in_the_middle_of_attempt_2_stops_it_gracefully(
+    ledger: Ledger, config: Config
+) -> None:
+    provider = MemoryProvider(ledger, rate=100.0)  # $1.67 per machine at once (60 s minimum)
+    limited = config.model_copy(update={"cost": CostConfig(max_cost_usd=2.5)})
+    ask = request(recovery=RecoveryConfig(max_restarts=3), over_budget=True)
+    result = run(ledger, limited, provider, ask, ["failed:1", "running"])
+    assert result.job.state == "cancelled" and result.exit_code == 79 and result.job.attempt == 2
+    assert "max_cost_usd" in (result.job.detail or "") and "checkpoint saved" in (result.job.detail or "")
+    kinds = [k for k, _ in events(ledger, result.job.id)]
+    assert kinds.count("job.restart") == 1 and "budget.stop" in kinds
