@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from runctl.agent.runner import AgentOptions, run_agent
 from runctl.agent.sync import read_log
+from runctl.core import metrics
 from runctl.storage.local import LocalStorage
 from tests.test_agent import bundle
 
@@ -108,6 +110,8 @@ def test_a_silent_script_keeping_the_gpu_busy_is_not_hung(tmp_path: Path, gpu: P
     gpu.write_text("0\n87\n")  # the busiest GPU counts
     result = agent(tmp_path, store(tmp_path, QUIET_FOR), "silent")
     assert (result.state, result.exit_code) == ("succeeded", 0), result.detail
+    exported = generate_latest(metrics.RUNCTL_REGISTRY).decode()
+    assert 'runctl_gpu_utilisation_percent{gpu="1"} 87.0' in exported  # the agent's /metrics
 
 
 def test_without_any_gpu_reading_the_other_signals_decide(

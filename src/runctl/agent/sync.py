@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runctl.agent.watchdog import nvidia_smi_utilisation
+from runctl.agent.watchdog import gpu_utilisation
 from runctl.core import checkpoints
 from runctl.core.errors import RunctlError
 from runctl.storage.base import Storage
@@ -69,9 +69,9 @@ def request_stop(storage: Storage, *, attempt: int, reason: str) -> None:
 
 
 def utilisation() -> dict[str, float]:
-    """CPU load per core and, when nvidia-smi is there, mean GPU utilisation (percent)."""
+    """CPU load per core and, where GPUs can be read (NVML, nvidia-smi), mean GPU utilisation (percent)."""
     found: dict[str, float] = {"load_per_cpu": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)}
-    gpus = nvidia_smi_utilisation()  # informational: no figure this heartbeat is never fatal
+    gpus = gpu_utilisation()  # informational: no figure this heartbeat is never fatal
     if gpus:
         found["gpu_percent"] = sum(gpus) / len(gpus)
     return found

@@ -71,6 +71,23 @@ class GpuProbe:
         return nvidia_smi_utilisation()
 
 
+_probe: GpuProbe | None = None  # one per process: NVML is initialised once
+
+
+def gpu_utilisation() -> list[float] | None:
+    """Per-GPU utilisation (NVML, else nvidia-smi), also exported as the
+    ``runctl_gpu_utilisation_percent`` gauge; None without a reading."""
+    global _probe
+    _probe = _probe or GpuProbe()
+    gpus = _probe.read()
+    if gpus is not None:
+        from runctl.core import metrics
+
+        for index, percent in enumerate(gpus):
+            metrics.GPU_UTILISATION.labels(gpu=str(index)).set(percent)
+    return gpus
+
+
 def nvidia_smi_utilisation() -> list[float] | None:
     """Per-GPU utilisation from ``nvidia-smi``, or None (not installed, failed, no GPU)."""
     if not shutil.which("nvidia-smi"):
@@ -102,7 +119,7 @@ class HangWatch:
     checkpoint_dir: Path
     progress_file: Path
     gpu_util: float = 5.0  # percent: at or above it the GPU counts as progress
-    gpu: Callable[[], list[float] | None] = field(default_factory=lambda: GpuProbe().read)
+    gpu: Callable[[], list[float] | None] = gpu_utilisation
     clock: Callable[[], float] = time.time  # wall clock: the files' times are
     last_progress: float = field(init=False)
 
