@@ -439,7 +439,11 @@ class RemoteTrainer:
     def _place(self, prepared: launch.Launch, job_id: str, request: RemoteTrain) -> Machine:
         """Create the job's machine; refused for capacity, wait ``capacity_wait`` (the job stays
         ``pending`` or between attempts) trying again with backoff (:mod:`runctl.core.recovery`)."""
-        wait = request.recovery.capacity_wait if request.recovery is not None else None
+        policy = request.recovery or self.config.recovery
+        wait = policy.capacity_wait
+        if wait is not None and policy.max_total_duration is not None:  # the job's cap bounds it
+            left = policy.max_total_duration - (time.time() - self.ledger.get_job(job_id).created_at)
+            wait = max(1.0, min(wait, left))
         if wait is None:
             return launch.apply(prepared, job_id=job_id)[0]
         tries = 0
@@ -532,8 +536,9 @@ class RemoteTrainer:
                     return self._interrupt(job, request)
                 if self._limit is not None and state != "succeeded":
                     limit_state, limit_code, reason = self._limit
-                    if state != "cancelled" or limit_state != "cancelled":  # the agent's own words
-                        detail = f"stopped: {reason}; {status.get('detail') or state}"
+                    if state != "cancelled" or limit_state != "cancelled":  # else the agent's own words
+                        said = status.get("detail") or state
+                        detail = said if str(said).startswith("stopped: ") else f"stopped: {reason}; {said}"
                         state, status = limit_state, {**status, "detail": detail, "exit_code": limit_code}
                 decision = recovery.after(
                     state,
