@@ -5,6 +5,7 @@ S3 on moto, and a fake IMDS per machine for spot notices."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -370,6 +371,50 @@ def test_capacity_refused_past_the_wait_is_no_capacity_and_leaves_nothing(
     assert instances() == []
     resources = json.loads(run_cli("resources", "list", "--all", "-o", "json").stdout)
     assert {r["state"] for r in resources} == {"create_failed"}
+
+
+STUCK = """
+import os, sys, time
+from pathlib import Path
+from runctl import Checkpointer
+
+ckpt = Checkpointer()
+state = ckpt.load()
+if state:
+    print(f"resumed from step {state['step']}", flush=True)
+    (Path(os.environ["RUNCTL_OUTPUT_DIR"]) / "result.txt").write_text("done\\n")
+    sys.exit(0)
+for step in (1, 2, 3):
+    print(f"step {step}", flush=True)
+    ckpt.save({"step": step}, step)
+time.sleep(3600)  # an NCCL deadlock: no line, no checkpoint, GPU at 0 %
+"""
+
+
+def test_a_hung_script_is_stopped_on_its_machine_and_restarted_from_its_checkpoint(
+    cloud: MachineSimulator, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "gpu-bin"  # the machines' nvidia-smi: two GPUs at 0 %
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 0\necho 0\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    (project / "stuck.py").write_text(STUCK)
+    result = run_cli(
+        "workflow", "train", "stuck.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--hang-timeout", "3s", "--grace-period", "2s", "--poll-interval", "0.3s", "-o", "json",
+        cwd=project, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "succeeded" and job["attempt"] == 2
+    shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
+    restarts = [e["message"] for e in shown["decisions"] if e["kind"] == "job.restart"]
+    assert len(restarts) == 1
+    assert "attempt 1 hung: hung: hang restart 1 of max_hang_restarts (1)" in restarts[0]
+    log = run_cli("logs", job["id"]).stdout
+    assert "resumed from step 3" in log
+    assert not instances("running")
 
 
 def test_max_restarts_reruns_a_failed_script(cloud: MachineSimulator, project: Path) -> None:
