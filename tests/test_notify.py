@@ -22,7 +22,7 @@ from runctl.core.ledger import Ledger
 from runctl.providers.base import MachineSpec
 from runctl.storage.local import LocalStorage
 from runctl.workflows.notices import JobNotices
-from runctl.workflows.remote import RemoteTrainer
+from runctl.workflows.remote import RemoteTrainer, job_storage
 from tests.conftest import run_cli
 from tests.support.memory_provider import MemoryProvider
 from tests.test_agent import bundle
@@ -102,9 +102,10 @@ def test_each_event_is_notified_once_with_the_job_and_its_cost(
     assert all(job.id in m["message"] for m in receiver.received)
     assert SECRET not in json.dumps(receiver.received) and SECRET not in caplog.text
     assert SECRET not in json.dumps(ledger.get_job(job.id).request)
-    # the agent gets the URLs in its environment, never in its argv
+    # the agent finds the URLs in the job's storage: never in its command line or environment
     (argv, env), *_ = provider.machines["m-1"].commands
-    assert SECRET not in " ".join(argv) and env["RUNCTL_NOTIFY_URLS"] == receiver.url
+    assert SECRET not in " ".join(argv) and SECRET not in json.dumps(env)
+    assert job_storage(config, job.id).read_json("control/notify.json") == {"urls": [receiver.url]}
 
 
 def test_a_budget_stop_is_notified(ledger: Ledger, config: Config, receiver: Receiver) -> None:
@@ -145,6 +146,7 @@ def test_the_agent_notifies_a_hang_itself(tmp_path: Path, receiver: Receiver, mo
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no GPU reading: silence alone decides
     storage = LocalStorage(tmp_path / "bucket" / "jobs" / "j-n")
     bundle(storage, {"train.py": b"import time\nprint('start', flush=True)\ntime.sleep(3600)\n"})
+    storage.write_json("control/notify.json", {"urls": [receiver.url]})  # as the controller does
     options = AgentOptions(
         job_id="j-n",
         script="train.py",
@@ -153,12 +155,17 @@ def test_the_agent_notifies_a_hang_itself(tmp_path: Path, receiver: Receiver, mo
         grace_period=0.5,
         hang_timeout=1.0,
     )
-    notifier = Notifier([receiver.url])
-    result = run_agent(options, storage, notifier=notifier)
+    result = run_agent(options, storage)
     assert result.state == "hung"
     assert receiver.titles() == ["runctl: job hung"]
     assert "j-n" in receiver.received[0]["message"] and "attempt 1 hung" in receiver.received[0]["message"]
-    assert not notifier.send("j-n-attempt-1-hung", "again", "again")  # an id is sent once
+
+
+def test_a_notice_id_is_sent_once(receiver: Receiver) -> None:
+    notifier = Notifier([receiver.url])
+    assert notifier.send("n-1", "runctl: one", "first")
+    assert not notifier.send("n-1", "runctl: one", "again")
+    assert receiver.titles() == ["runctl: one"]
 
 
 def test_notify_test_command(receiver: Receiver) -> None:

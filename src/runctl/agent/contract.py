@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-#: Never passed on from runctl's own environment (the notify URLs are secrets of the agent's).
-_NOT_INHERITED = ("RUNCTL_RESUME_FROM", "RUNCTL_PROGRESS_FILE", "RUNCTL_NOTIFY_URLS")
+#: Never passed on from runctl's own environment: they belong to one run.
+_NOT_INHERITED = ("RUNCTL_RESUME_FROM", "RUNCTL_PROGRESS_FILE")
 
 
 def contract_env(

@@ -20,7 +20,8 @@
    ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``hung``, ``cancelled`` (SIGINT, or the
    controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
    written to storage is never rewritten by a later error.
-   The agent notifies ``preempted`` and ``hung`` itself (the URLs come in ``RUNCTL_NOTIFY_URLS``).
+   The agent notifies ``preempted`` and ``hung`` itself, to the URLs the controller left in the
+   job's storage (``control/notify.json``; :mod:`runctl.clients.notify`).
 6. Dead-man switch: stop or terminate the machine (``--on-exit``), unless ``--keep``; with
    ``--keep`` and ``--idle-timeout``, after that long idle.
 """
@@ -41,7 +42,7 @@ from runctl.agent.contract import contract_env
 from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
-from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, JobSync
+from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, NOTIFY_KEY, JobSync
 from runctl.agent.watchdog import HangWatch
 from runctl.clients.notify import Notifier
 from runctl.core.errors import ExitCode, RunctlError
@@ -114,7 +115,6 @@ def run_agent(
     *,
     machine: MachineControl | None = None,
     imds: Imds | None = None,
-    notifier: Notifier | None = None,
 ) -> AgentResult:
     """Run the job to its end and record everything in ``storage`` (see module docstring)."""
     from runctl.core.config import Config
@@ -231,13 +231,24 @@ def run_agent(
         # if storage is gone altogether, the controller classifies from the machine's state
         with contextlib.suppress(RunctlError, OSError):
             sync.write_status(state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
-    if notifier is not None and state in NOTIFIED:  # what only this machine sees
+    if state in NOTIFIED:  # what only this machine sees
+        notifier = Notifier(_notify_urls(storage))
         title = f"runctl: job {NOTIFIED[state]}"
         name = options.job_name or script.stem
         body = f"job {options.job_id} ({name}) attempt {options.attempt} {state}: {detail}"
         notifier.send(f"{options.job_id}-attempt-{options.attempt}-{state}", title, body)
     _dead_man(options, machine)
     return AgentResult(state, exit_code, detail)
+
+
+def _notify_urls(storage: Storage) -> list[str]:
+    """The job's apprise URLs, if the controller left any (unreadable: none, with a warning)."""
+    try:
+        found = storage.read_json(NOTIFY_KEY) or {}
+    except (RunctlError, OSError) as exc:
+        log.warning("could not read the notification settings from storage: %s", exc)
+        return []
+    return [str(u) for u in found.get("urls", [])] if isinstance(found, dict) else []
 
 
 def _classify(outcome: ChildOutcome, *, stopped_for: str | None = None) -> tuple[str, int, str | None]:

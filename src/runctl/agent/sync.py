@@ -32,6 +32,7 @@ from runctl.storage.base import Storage
 
 STATUS_KEY = "status.json"
 STOP_KEY = "control/stop.json"
+NOTIFY_KEY = "control/notify.json"  # the job's apprise URLs (secrets), from the controller
 CODE_KEY = "code.tar.gz"
 CHECKPOINTS_PREFIX = "checkpoints"
 OUTPUTS_PREFIX = "outputs"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -95,10 +94,7 @@ def run(
         endpoint_url=storage_endpoint_url, region=storage_region, s3_checksums=storage_checksums
     )
     store = open_storage(storage, settings)
-    from runctl.clients.notify import Notifier
-
-    notifier = Notifier.from_env(os.environ)  # URLs carry tokens: never an argument (ps shows those)
-    result = run_agent(options, store, imds=Imds(imds_endpoint) if use_imds else None, notifier=notifier)
+    result = run_agent(options, store, imds=Imds(imds_endpoint) if use_imds else None)
     if result.error is not None:  # recorded in storage; the person or log reading stderr is told too
         raise result.error
     return result.exit_code

@@ -8,21 +8,23 @@ Rules:
   or not it was delivered (a flaky webhook must not turn into a flood of retries).
 * **Never fatal.** A URL apprise rejects, a receiver that is down or an error inside apprise is
   a WARNING on the ``runctl.notify`` logger naming the notice, never the URL; the job goes on.
-* **Secrets.** URLs carry tokens: they are :class:`pydantic.SecretStr` in the config, never
-  logged, never stored in the ledger, and reach the agent in the environment variable
-  :data:`URLS_ENV` (stripped from the script's environment), like the storage credentials.
-  Messages carry the job id, name, state, detail and cost: nothing from the configuration.
+* **Secrets.** URLs carry tokens: they are :class:`pydantic.SecretStr` in the config,
+  registered with :mod:`runctl.core.secrets` (masked in every log line and error), never stored
+  in the ledger, never in a command line or a machine's environment (an SSM command's text is
+  kept in the account's command history): the controller writes them into the job's own
+  storage (``control/notify.json``, readable with the job's credentials only) and the agent
+  reads them there. Messages carry the job id, name, state, detail and cost: nothing from the
+  configuration.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+
+from runctl.core import secrets
 
 log = logging.getLogger("runctl.notify")
-
-#: The environment variable that carries the URLs to the agent (one per line).
-URLS_ENV = "RUNCTL_NOTIFY_URLS"
 
 
 class Notifier:
@@ -30,16 +32,8 @@ class Notifier:
 
     def __init__(self, urls: Sequence[str]) -> None:
         self.urls = [u for u in urls if u]
+        secrets.register_all(self.urls)
         self.sent: set[str] = set()
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Notifier:
-        """The agent's notifier: the URLs the controller put in :data:`URLS_ENV`."""
-        return cls(environ.get(URLS_ENV, "").splitlines())
-
-    def env(self) -> dict[str, str]:
-        """What a machine's environment needs for its agent to notify (nothing without URLs)."""
-        return {URLS_ENV: "\n".join(self.urls)} if self.urls else {}
 
     def send(self, notice_id: str, title: str, body: str) -> bool:
         """Send one notice; True when every URL took it. False also when it was sent before or

@@ -76,8 +76,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from runctl.agent.storage_settings import agent_storage_env
-from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
-from runctl.clients.notify import Notifier
+from runctl.agent.sync import CODE_KEY, NOTIFY_KEY, STATUS_KEY, read_log, request_stop
 from runctl.core.budget import JobBudgetWatch
 from runctl.core.config import Config, RecoveryConfig
 from runctl.core.errors import (
@@ -342,6 +341,8 @@ class RemoteTrainer:
         crash_point("workflow.job_recorded")
         storage = job_storage(self.config, job.id)
         try:
+            if urls := request.notify_urls(self.config):  # for the agent's own notices
+                storage.write_json(NOTIFY_KEY, {"urls": urls})
             if request.sync_code:
                 with tempfile.TemporaryDirectory() as tmp:
                     bundle = build_bundle(
@@ -495,7 +496,6 @@ class RemoteTrainer:
         argv, env = start_command(job, request, job.storage_url or "", attempt=attempt, detach=False)
         env.update(self._machine_credentials(job, request))
         env.update(agent_storage_env(self.config.storage))
-        env.update(Notifier(request.notify_urls(self.config)).env())
         return replace(spec, extra={**spec.extra, "command": argv, "env": env})
 
     def _start(
@@ -506,7 +506,6 @@ class RemoteTrainer:
         else:
             argv, env = start_command(job, request, storage_url, attempt=attempt)
             env.update(agent_storage_env(self.config.storage))
-            env.update(Notifier(request.notify_urls(self.config)).env())
             handle = self.provider.start(machine, argv, env)
         self.ledger.add_event(
             "job.attempt",
