@@ -174,3 +174,10 @@ def test_notify_test_command(receiver: Receiver) -> None:
     assert receiver.titles() == ["runctl: test"]
     down = run_cli("notify", "test", "--url", closed_port_url())
     assert down.returncode == 69 and "did not reach" in down.stderr and SECRET not in down.stderr
+
+
+def test_config_show_masks_the_urls(tmp_path: Path) -> None:
+    (tmp_path / ".runctl.toml").write_text(f'[notify]\nurls = ["json://user:{SECRET}@127.0.0.1:9/hook"]\n')
+    shown = run_cli("config", "show", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "[notify]" in shown.stdout and SECRET not in shown.stdout + shown.stderr
