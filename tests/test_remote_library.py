@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from runctl.core.config import Config, CostConfig, RemoteConfig, StorageConfig
+from runctl.core.config import Config, CostConfig, RecoveryConfig, RemoteConfig, StorageConfig
 from runctl.core.errors import BudgetError, ResourceError, UnsupportedError
 from runctl.core.ledger import Ledger
 from runctl.providers.base import MachineSpec
@@ -49,6 +49,7 @@ class FakeAgent:
     def __init__(self, provider: MemoryProvider, config: Config, outcomes: list[str]) -> None:
         self.provider, self.config, self.outcomes = provider, config, list(outcomes)
         self.answered = 0
+        self.running: tuple[str, int] | None = None  # the attempt answered "running", if any
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -58,13 +59,29 @@ class FakeAgent:
             commands = self.provider.commands()
             for argv in commands[self.answered :]:
                 job_id, attempt = argv[argv.index("--job-id") + 1], int(argv[argv.index("--attempt") + 1])
-                state = self.outcomes.pop(0) if self.outcomes else "running"
+                outcome = self.outcomes.pop(0) if self.outcomes else "running"
+                state, _, code = outcome.partition(":")  # "failed:3": failed with exit code 3
                 status = {"attempt": attempt, "state": state, "updated_at": time.time()}
                 if state in ("succeeded", "failed"):
-                    status["exit_code"] = 0 if state == "succeeded" else 1
+                    status["exit_code"] = int(code or (0 if state == "succeeded" else 1))
                 job_storage(self.config, job_id).write_json("status.json", status)
                 self.answered += 1
+                self.running = (job_id, attempt) if state == "running" else None
+            self._obey_stop()
             self._stop.wait(0.05)
+
+    def _obey_stop(self) -> None:
+        """A running attempt asked to stop (control/stop.json) ends cancelled, as the agent's would."""
+        if self.running is None:
+            return
+        job_id, attempt = self.running
+        storage = job_storage(self.config, job_id)
+        asked = storage.read_json("control/stop.json")
+        if asked and asked.get("attempt") == attempt:
+            detail = f"stopped: {asked['reason']}; checkpoint saved"
+            status = {"attempt": attempt, "state": "cancelled", "exit_code": 79, "detail": detail}
+            storage.write_json("status.json", {**status, "updated_at": time.time()})
+            self.running = None
 
     def close(self) -> None:
         self._stop.set()
@@ -85,7 +102,9 @@ def test_preemptions_resume_then_fall_back_to_on_demand(ledger: Ledger, config: 
     agent = FakeAgent(provider, config, ["preempted", "preempted", "succeeded"])
     try:
         ask = request(
-            spec=MachineSpec(instance_type="mem.small", spot=True), auto_resume=True, max_preemptions=1
+            spec=MachineSpec(instance_type="mem.small", spot=True),
+            auto_resume=True,
+            recovery=RecoveryConfig(max_preemptions=1),
         )
         trainer = RemoteTrainer(provider, ledger, config)
         job = trainer.submit(ask)

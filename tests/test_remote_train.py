@@ -5,16 +5,20 @@ S3 on moto, and a fake IMDS per machine for spot notices."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import boto3
 import pytest
 
+from runctl.core.ledger import Ledger
 from tests.conftest import run_cli
-from tests.support.fault_proxy import FaultProxy, ec2_error
+from tests.support.fault_proxy import Fault, FaultProxy, Request, ec2_error
 from tests.support.machine_sim import MachineSimulator
 from tests.support.remote import (
     controller,
@@ -300,6 +304,117 @@ def test_no_capacity_anywhere_is_its_own_outcome(
     assert [j["state"] for j in jobs] == ["no_capacity"]
     assert fault_proxy.count("RunInstances") >= 1
     assert instances() == []
+
+
+def capacity_refused_for(rounds: int, then: Callable[[Request], Fault | None]) -> tuple[Callable, list[str]]:
+    """A proxy rule refusing the first ``rounds`` placements for capacity (every zone of each:
+    a zone after the first reuses the placement's client token with ``-N``), then ``then``."""
+    capacity = ec2_error("InsufficientInstanceCapacity")
+    tokens: list[str] = []  # one client token per placement
+
+    def rule(request: Request) -> Fault | None:
+        if request.action == "RunInstances":
+            token = parse_qs(request.body.decode())["ClientToken"][0]
+            if not any(token == t or token.startswith(t + "-") for t in tokens):
+                tokens.append(token)
+            if len(tokens) <= rounds:
+                return capacity
+        return then(request)
+
+    return rule, tokens
+
+
+def test_capacity_refused_three_times_waits_pending_then_runs(
+    cloud: MachineSimulator, project: Path, isolated_env: Path
+) -> None:
+    states_while_refused: list[str] = []
+    refuse, placements = capacity_refused_for(3, cloud.proxy.rule)
+
+    def rule(request: Request) -> Fault | None:
+        fault = refuse(request)
+        if fault is not None and request.action == "RunInstances":
+            with closing(Ledger(isolated_env / "ledger.db")) as ledger:
+                states_while_refused.extend(j.state for j in ledger.list_jobs())
+        return fault
+
+    cloud.proxy.rule = rule
+    result = run_cli(
+        "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--capacity-wait", "2m", "--poll-interval", "0.3s", "-o", "json", "--", "20", "0.01",
+        cwd=project, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "succeeded" and len(placements) == 4
+    assert states_while_refused and set(states_while_refused) == {"pending"}
+    shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
+    waits = [e["message"] for e in shown["decisions"] if e["kind"] == "recovery.capacity_wait"]
+    assert [w.split(":")[0] for w in waits] == ["try 1", "try 2", "try 3"]
+    assert "InsufficientInstanceCapacity" in waits[0]
+    assert not instances("running")
+
+
+def test_capacity_refused_past_the_wait_is_no_capacity_and_leaves_nothing(
+    fault_proxy: FaultProxy, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_bucket(monkeypatch, endpoint_url=fault_proxy.upstream_url)
+    fault_proxy.rule, placements = capacity_refused_for(10_000, lambda r: None)
+    result = run_cli(
+        "workflow", "train", "train.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--capacity-wait", "3s", "-o", "json", cwd=project, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 69, result.stderr
+    assert "no capacity within capacity_wait (3s" in result.stderr
+    jobs = json.loads(run_cli("jobs", "list", "-o", "json").stdout)
+    assert [j["state"] for j in jobs] == ["no_capacity"]
+    assert len(placements) >= 2  # it did wait and try again
+    assert instances() == []
+    resources = json.loads(run_cli("resources", "list", "--all", "-o", "json").stdout)
+    assert {r["state"] for r in resources} == {"create_failed"}
+
+
+STUCK = """
+import os, sys, time
+from pathlib import Path
+from runctl import Checkpointer
+
+ckpt = Checkpointer()
+state = ckpt.load()
+if state:
+    print(f"resumed from step {state['step']}", flush=True)
+    (Path(os.environ["RUNCTL_OUTPUT_DIR"]) / "result.txt").write_text("done\\n")
+    sys.exit(0)
+for step in (1, 2, 3):
+    print(f"step {step}", flush=True)
+    ckpt.save({"step": step}, step)
+time.sleep(3600)  # an NCCL deadlock: no line, no checkpoint, GPU at 0 %
+"""
+
+
+def test_a_hung_script_is_stopped_on_its_machine_and_restarted_from_its_checkpoint(
+    cloud: MachineSimulator, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "gpu-bin"  # the machines' nvidia-smi: two GPUs at 0 %
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 0\necho 0\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    (project / "stuck.py").write_text(STUCK)
+    result = run_cli(
+        "workflow", "train", "stuck.py", "--project-dir", str(project), "--instance-type", "t3.micro",
+        "--hang-timeout", "3s", "--grace-period", "2s", "--poll-interval", "0.3s", "-o", "json",
+        cwd=project, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + str(cloud.errors)
+    job = json.loads(result.stdout)["job"]
+    assert job["state"] == "succeeded" and job["attempt"] == 2
+    shown = json.loads(run_cli("jobs", "show", job["id"], "-o", "json").stdout)
+    restarts = [e["message"] for e in shown["decisions"] if e["kind"] == "job.restart"]
+    assert len(restarts) == 1
+    assert "attempt 1 hung: hung: hang restart 1 of max_hang_restarts (1)" in restarts[0]
+    log = run_cli("logs", job["id"]).stdout
+    assert "resumed from step 3" in log
+    assert not instances("running")
 
 
 def test_max_restarts_reruns_a_failed_script(cloud: MachineSimulator, project: Path) -> None:

@@ -17,6 +17,9 @@
 * ``save(obj, step)`` writes ``ckpt-<step>.pt`` with ``torch.save`` when torch is already imported
   by the script, else ``ckpt-<step>.pkl`` with pickle; atomically (temp + fsync + rename), then
   prunes to ``keep_last_n`` (``RUNCTL_KEEP_LAST_N`` if set by runctl).
+* ``progress()`` tells runctl's hang watchdog the script is alive (touches
+  ``RUNCTL_PROGRESS_FILE``): call it from a long silent phase (a big eval, a slow data load) that
+  prints nothing and saves nothing. A no-op where runctl set no such file.
 * ``stop_requested`` turns true on SIGTERM or SIGINT (handlers installed on construction, in the
   main thread only): the script saves and exits instead of being killed. A second SIGINT raises
   ``KeyboardInterrupt`` at once.
@@ -104,6 +107,12 @@ class Checkpointer:
         if self.keep_last_n:
             prune(self.directory, self.keep_last_n)
         return path
+
+    def progress(self) -> None:
+        """Say "still making progress" to the agent's hang watchdog (touch ``RUNCTL_PROGRESS_FILE``)."""
+        target = os.environ.get("RUNCTL_PROGRESS_FILE")
+        if target:
+            Path(target).touch()
 
     def checkpoints(self) -> list[Path]:
         """Complete checkpoints in this directory, oldest first."""

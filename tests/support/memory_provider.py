@@ -5,7 +5,8 @@ workflows (:class:`~runctl.workflows.remote.RemoteTrainer`, :class:`~runctl.core
 the launch path) can be tested as a library, beside the moto and simulator tests that prove the
 real providers. ``start`` runs nothing: it records the command, and a test plays the agent by
 writing the job's ``status.json``. ``stoppable`` decides whether machines can be stopped;
-``fail_release`` names cloud ids whose release fails, as a cloud that refuses would.
+``fail_release`` names cloud ids whose release fails, as a cloud that refuses would;
+``no_capacity`` refuses every placement for capacity, ``refuse_capacity`` the next N.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class MemoryProvider(ComputeProvider):
         self.applied: list[MachineSpec] = []
         self.fail_release: set[str] = set()
         self.no_capacity = False
+        self.refuse_capacity = 0  # placements still to refuse for capacity (then granted)
         self.lifecycle = Lifecycle(ledger, {self.name: self})
 
     @classmethod
@@ -88,7 +90,8 @@ class MemoryProvider(ComputeProvider):
             with self.lifecycle.track(
                 self.name, "instance", job_id=job_id, spec={"spot": plan.spec.spot}
             ) as row:
-                if self.no_capacity:
+                if self.no_capacity or self.refuse_capacity > 0:
+                    self.refuse_capacity -= 1
                     self.ledger.transition(row.id, "create_failed", billable=False)
                     raise CapacityError("no capacity in memory", provider=self.name)
                 cloud_id = f"m-{len(self.machines) + 1}"

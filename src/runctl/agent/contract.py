@@ -7,6 +7,8 @@
   (never inherited from runctl's own environment);
 * ``RUNCTL_ATTEMPT`` — 1, 2, …; ``RUNCTL_KEEP_LAST_N`` when configured;
 * ``RUNCTL_OUTPUT_DIR`` — remote runs only: files left there are uploaded as the job's outputs;
+* ``RUNCTL_PROGRESS_FILE`` — remote runs only: a file the script touches to say it is making
+  progress (``Checkpointer.progress()``; the agent's hang watchdog, :mod:`runctl.agent.watchdog`);
 * ``PYTHONUNBUFFERED=1`` so logs stream as they are written.
 """
 
@@ -14,6 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+
+#: Never passed on from runctl's own environment: they belong to one run.
+_NOT_INHERITED = ("RUNCTL_RESUME_FROM", "RUNCTL_PROGRESS_FILE")
 
 
 def contract_env(
@@ -26,9 +31,10 @@ def contract_env(
     resume_from: Path | None = None,
     keep_last_n: int | None = None,
     output_dir: Path | None = None,
+    progress_file: Path | None = None,
 ) -> dict[str, str]:
     """``base`` plus the contract's variables."""
-    env = {k: v for k, v in base.items() if k != "RUNCTL_RESUME_FROM"}
+    env = {k: v for k, v in base.items() if k not in _NOT_INHERITED}
     env.update(
         RUNCTL_JOB_ID=job_id,
         RUNCTL_JOB_NAME=job_name,
@@ -42,4 +48,6 @@ def contract_env(
         env["RUNCTL_KEEP_LAST_N"] = str(keep_last_n)
     if output_dir is not None:
         env["RUNCTL_OUTPUT_DIR"] = str(output_dir)
+    if progress_file is not None:
+        env["RUNCTL_PROGRESS_FILE"] = str(progress_file)
     return env

@@ -14,10 +14,15 @@
    the job reached its ``[cost] max_cost_usd``) stops the script the same graceful way; the job
    is then ``cancelled`` (exit code 79) with the request's reason as detail.
    Before the script: ``--setup`` once per machine and ``--python`` (:mod:`runctl.agent.setup`).
+   With ``--hang-timeout`` the hang watchdog (:mod:`runctl.agent.watchdog`) looks at the
+   script's progress every heartbeat; a hung script is stopped the same graceful way and the
+   attempt ends ``hung`` (exit code 124); the controller's recovery policy may restart it.
 5. Final sync (checkpoints, log, outputs) and the final status. Outcomes: ``succeeded``,
-   ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``cancelled`` (SIGINT, or the
+   ``failed`` (script exit ≠ 0), ``preempted``, ``timed_out``, ``hung``, ``cancelled`` (SIGINT, or the
    controller's stop), ``failed_setup`` (code or checkpoint could not be fetched). A final state
    written to storage is never rewritten by a later error.
+   The agent notifies ``preempted`` and ``hung`` itself, to the URLs the controller left in the
+   job's storage (``control/notify.json``; :mod:`runctl.clients.notify`).
 6. Dead-man switch: stop or terminate the machine (``--on-exit``), unless ``--keep``; with
    ``--keep`` and ``--idle-timeout``, after that long idle.
 """
@@ -40,8 +45,10 @@ from runctl.agent.imds import Imds, InterruptionNotice, InterruptionWatcher
 from runctl.agent.machine import Ec2Machine, MachineControl, NoMachine
 from runctl.agent.script import classify, command_for
 from runctl.agent.setup import run_setup, with_helper
-from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, ENV_KEY, JobSync
+from runctl.agent.sync import CHECKPOINTS_PREFIX, CODE_KEY, ENV_KEY, NOTIFY_KEY, JobSync
 from runctl.agent.timings import FirstOutput, bootstrap_seconds
+from runctl.agent.watchdog import HangWatch
+from runctl.clients.notify import Notifier
 from runctl.core.errors import ExitCode, RunctlError
 from runctl.core.paths import create_private_file, make_private_dirs
 from runctl.core.shutdown import ChildOutcome, Supervisor
@@ -51,6 +58,8 @@ from runctl.storage.base import Storage
 log = logging.getLogger("runctl.agent")
 
 OnExit = Literal["none", "stop", "terminate"]
+#: Outcomes the agent notifies itself (``[notify] urls``), also with the controller gone.
+NOTIFIED = {"preempted": "preempted", "hung": "hung"}
 
 
 @dataclass
@@ -78,6 +87,8 @@ class AgentOptions:
     setup: str | None = None  # run once per machine before the script (--setup)
     setup_timeout: float = 3600.0
     deps: Deps = "none"  # "auto": build the project's dependencies (runctl.agent.deps)
+    hang_timeout: float | None = None  # the watchdog is off without it
+    hang_gpu_util: float = 5.0
 
 
 @dataclass
@@ -188,13 +199,30 @@ def run_agent(
         resume_from=resume_from,
         keep_last_n=options.keep_last_n,
         output_dir=output_dir,
+        progress_file=workdir / "progress",
     )
     stop_reasons: list[str] = []  # the controller's stop request, once read
+    hung: list[str] = []  # the watchdog's verdict, once given
+    watch = (
+        None
+        if options.hang_timeout is None
+        else HangWatch(
+            options.hang_timeout,
+            log_path=log_path,
+            checkpoint_dir=checkpoint_dir,
+            progress_file=workdir / "progress",
+            gpu_util=options.hang_gpu_util,
+        )
+    )
 
     def heartbeat() -> None:
         sync.tick()
         if not stop_reasons and (reason := sync.stop_request()) is not None:
             stop_reasons.append(reason)
+            supervisor.request_stop(reason)
+        if watch is not None and not hung and not stop_reasons and (reason := watch.check()) is not None:
+            log.warning("%s: stopping the script", reason)
+            hung.append(reason)
             supervisor.request_stop(reason)
 
     first_output = FirstOutput(
@@ -232,7 +260,11 @@ def run_agent(
     finally:
         if watcher:
             watcher.stop()
-    state, exit_code, detail = _classify(outcome, stopped_for=next(iter(stop_reasons), None))
+    state, exit_code, detail = (
+        ("hung", int(ExitCode.TIMEOUT), f"{hung[0]}; {outcome.exit_detail}")
+        if hung
+        else _classify(outcome, stopped_for=next(iter(stop_reasons), None))
+    )
     try:
         sync.final(output_dir, state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
     except (RunctlError, OSError) as exc:
@@ -241,8 +273,24 @@ def run_agent(
         # if storage is gone altogether, the controller classifies from the machine's state
         with contextlib.suppress(RunctlError, OSError):
             sync.write_status(state=state, exit_code=exit_code, detail=detail, ended_at=time.time())
+    if state in NOTIFIED:  # what only this machine sees
+        notifier = Notifier(_notify_urls(storage))
+        title = f"runctl: job {NOTIFIED[state]}"
+        name = options.job_name or script.stem
+        body = f"job {options.job_id} ({name}) attempt {options.attempt} {state}: {detail}"
+        notifier.send(f"{options.job_id}-attempt-{options.attempt}-{state}", title, body)
     _dead_man(options, machine)
     return AgentResult(state, exit_code, detail)
+
+
+def _notify_urls(storage: Storage) -> list[str]:
+    """The job's apprise URLs, if the controller left any (unreadable: none, with a warning)."""
+    try:
+        found = storage.read_json(NOTIFY_KEY) or {}
+    except (RunctlError, OSError) as exc:
+        log.warning("could not read the notification settings from storage: %s", exc)
+        return []
+    return [str(u) for u in found.get("urls", [])] if isinstance(found, dict) else []
 
 
 def _classify(outcome: ChildOutcome, *, stopped_for: str | None = None) -> tuple[str, int, str | None]:

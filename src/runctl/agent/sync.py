@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runctl.agent.watchdog import gpu_utilisation
 from runctl.core import checkpoints
 from runctl.core.errors import RunctlError
 from runctl.storage.base import Storage
@@ -37,6 +36,7 @@ from runctl.storage.base import Storage
 STATUS_KEY = "status.json"
 STOP_KEY = "control/stop.json"
 ENV_KEY = "control/env.json"
+NOTIFY_KEY = "control/notify.json"  # the job's apprise URLs (secrets), from the controller
 CODE_KEY = "code.tar.gz"
 CHECKPOINTS_PREFIX = "checkpoints"
 OUTPUTS_PREFIX = "outputs"
@@ -74,21 +74,11 @@ def request_stop(storage: Storage, *, attempt: int, reason: str) -> None:
 
 
 def utilisation() -> dict[str, float]:
-    """CPU load per core and, when nvidia-smi is there, mean GPU utilisation (percent)."""
+    """CPU load per core and, where GPUs can be read (NVML, nvidia-smi), mean GPU utilisation (percent)."""
     found: dict[str, float] = {"load_per_cpu": round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)}
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.split()
-            if out:
-                found["gpu_percent"] = sum(float(x) for x in out) / len(out)
-        except (OSError, subprocess.SubprocessError, ValueError):
-            pass  # no GPU figure in this heartbeat; utilisation is informational, never fatal
+    gpus = gpu_utilisation()  # informational: no figure this heartbeat is never fatal
+    if gpus:
+        found["gpu_percent"] = sum(gpus) / len(gpus)
     return found
 
 

@@ -52,6 +52,15 @@ def run(
     deps: Annotated[
         Literal["auto", "none"], typer.Option(help="auto: install the project's dependencies first.")
     ] = "none",
+    hang_timeout: Annotated[
+        str | None, typer.Option(help="Stop the script as hung after no progress for this long.")
+    ] = None,
+    hang_gpu_util: Annotated[
+        float,
+        typer.Option(
+            min=0, max=100, help="GPU utilisation (%) at or above which the GPU counts as progress."
+        ),
+    ] = 5.0,
     metrics_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Serve this process's /metrics on this port.")
     ] = None,
@@ -83,6 +92,8 @@ def run(
         setup=setup,
         setup_timeout=duration_arg("--setup-timeout", setup_timeout) or 3600.0,
         deps=deps,
+        hang_timeout=duration_arg("--hang-timeout", hang_timeout),
+        hang_gpu_util=hang_gpu_util,
     )
     use_imds = watch_spot or on_exit != "none"
     if metrics_port is not None:  # the machine has no ledger: this process's counters only

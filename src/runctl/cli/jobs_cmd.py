@@ -108,16 +108,19 @@ def show(
     job_id: Annotated[str, typer.Argument(metavar="JOB", help="Job id (or a unique prefix).")],
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Show one job: state, exit code, checkpoints, log, cost, recent events."""
+    """Show one job: state, exit code, checkpoints, log, cost, recovery decisions, recent events."""
     from runctl.core.cost import job_cost
+    from runctl.core.recovery import DECISION_EVENTS
 
     ledger = _ledger_with_local_reconciled()
     job = ledger.get_job(job_id)
     data = _job_row(job, job_cost(ledger, job.id))
     data["resources"] = [r.to_dict() for r in ledger.list_resources(job_id=job.id)]
-    kinds = [e.kind for e in ledger.events(job_id=job.id, limit=100_000)]
+    every = ledger.events(job_id=job.id, limit=100_000)
+    kinds = [e.kind for e in every]
     data["preemptions"] = kinds.count("job.preemption")
     data["restarts"] = kinds.count("job.restart")
+    data["decisions"] = [e.to_dict() for e in every if e.kind in DECISION_EVENTS]  # recovery, with why
     data["events"] = [e.to_dict() for e in ledger.events(job_id=job.id, limit=20)]
     data["remote_status"] = _remote_status(job)
     if output is OutputFormat.json:
@@ -156,6 +159,14 @@ def show(
             ("cost", render.usd(data["cost_usd"])),
         ]
     )
+    if data["decisions"]:
+        render.console().print("recovery decisions:", highlight=False)
+    for event in data["decisions"]:
+        render.console().print(
+            f"  [dim]{render.when(event['ts'])}[/]  {event['message']}", markup=True, highlight=False
+        )
+    if data["events"]:
+        render.console().print("recent events:", highlight=False)
     for event in data["events"]:
         render.console().print(
             f"  [dim]{render.when(event['ts'])}[/]  {event['message']}", markup=True, highlight=False

@@ -81,6 +81,7 @@ COMMANDS: dict[str, tuple[Callable[[], Any], str]] = {
     "s3": (_group("s3_cmd"), "Copy, sync, list and clean up files in S3 (or any S3-compatible store)."),
     "workflow": (_group("train_cmd", "workflow_app"),
                  "Multi-step workflows (create → train → collect → release)."),
+    "notify": (_group("notify_cmd"), "Notifications to apprise URLs ([notify] urls)."),
     "agent": (_group("agent_cmd"), "The on-machine agent (started by the providers; rarely run by hand)."),
 }  # fmt: skip
 

@@ -29,6 +29,7 @@ from runctl.cli.render import OutputFormat
 from runctl.cli.state import STATE
 
 if TYPE_CHECKING:
+    from runctl.core.config import RecoveryConfig
     from runctl.providers.base import ComputeProvider, LaunchOptions
     from runctl.workflows.remote import RemoteTrain, RemoteTrainer
 
@@ -69,10 +70,54 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
     ),
     "wait": (Annotated[bool, typer.Option(help="Follow the job (logs, outcome) until it ends.")], False),
     "auto_resume": (ResumeOpt, False),
-    "max_restarts": (Annotated[int, typer.Option(min=0, help="Re-runs allowed after a code failure.")], 0),
+    "max_restarts": (
+        Annotated[
+            int | None,
+            typer.Option(
+                min=0, help="Re-runs allowed after a code failure (default: [recovery] max_restarts)."
+            ),
+        ],
+        None,
+    ),
     "max_preemptions": (
-        Annotated[int, typer.Option(min=0, help="Spot preemptions before falling back to on-demand.")],
-        3,
+        Annotated[
+            int | None,
+            typer.Option(
+                min=0,
+                help="Spot preemptions before on-demand (default: [recovery] max_preemptions).",
+            ),
+        ],
+        None,
+    ),
+    "restart_on_exit_code": (
+        Annotated[
+            list[int] | None,
+            typer.Option(
+                min=1, max=255, help="An exit code that restarts without using up --max-restarts; repeatable."
+            ),
+        ],
+        None,
+    ),
+    "capacity_wait": (
+        Annotated[
+            str | None,
+            typer.Option(help="Wait this long (pending, with backoff) for capacity before no_capacity."),
+        ],
+        None,
+    ),
+    "hang_timeout": (
+        Annotated[
+            str | None,
+            typer.Option(help="The agent stops a script with no progress for this long as hung (e.g. 30m)."),
+        ],
+        None,
+    ),
+    "max_total_duration": (
+        Annotated[
+            str | None,
+            typer.Option(help="Stop the job gracefully after this long over all attempts (e.g. 24h)."),
+        ],
+        None,
     ),
     "on_interrupt": (
         Annotated[str, typer.Option(help="What Ctrl-C does: detach, stop or terminate.")],
@@ -131,6 +176,13 @@ JOB_OPTIONS: dict[str, tuple[Any, Any]] = {
         ],
         None,
     ),
+    "notify": (
+        Annotated[
+            list[str] | None,
+            typer.Option(help="Also send this job's notices to this apprise URL; repeatable (not stored)."),
+        ],
+        None,
+    ),
     "poll_interval": (PollOpt, "5s"),
     "over_budget": (OverBudgetOpt, False),
 }
@@ -153,8 +205,7 @@ def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> Rem
         sync_code=values.pop("sync_code"),
         wait=values.pop("wait"),
         auto_resume=values.pop("auto_resume"),
-        max_restarts=values.pop("max_restarts"),
-        max_preemptions=values.pop("max_preemptions"),
+        recovery=_recovery(values),
         on_interrupt=values.pop("on_interrupt"),
         grace_period=duration_arg("--grace-period", values.pop("grace_period")) or 30.0,
         max_duration=duration_arg("--max-duration", values.pop("max_duration")),
@@ -169,7 +220,22 @@ def _request(script: str, args: list[str] | None, values: dict[str, Any]) -> Rem
         deps=values.pop("deps"),
         variables=variables,
         secret_names=secret_names,
+        notify=list(values.pop("notify") or []),
     )
+
+
+def _recovery(values: dict[str, Any]) -> RecoveryConfig:
+    """The config's ``[recovery]`` with the options given on the command line over it."""
+    given = {
+        "max_restarts": values.pop("max_restarts"),
+        "max_preemptions": values.pop("max_preemptions"),
+        "restart_on_exit_codes": values.pop("restart_on_exit_code") or None,
+        "capacity_wait": duration_arg("--capacity-wait", values.pop("capacity_wait")),
+        "max_total_duration": duration_arg("--max-total-duration", values.pop("max_total_duration")),
+        "hang_timeout": duration_arg("--hang-timeout", values.pop("hang_timeout")),
+    }
+    base = STATE.loaded().config.recovery
+    return base.model_validate({**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
 
 
 def job_options(

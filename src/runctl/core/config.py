@@ -324,6 +324,47 @@ class RemoteConfig(_Section):
         )
 
 
+class RecoveryConfig(_Section):
+    """``[recovery]``: what a remote job does when an attempt ends early (see
+    :mod:`runctl.core.recovery`). One rule per event, each with its own count; the overall caps
+    are ``max_total_duration`` here and ``[cost] max_cost_usd``. The same names are options of
+    the train commands, and the values a job was submitted with are stored with it.
+    """
+
+    max_preemptions: int = Field(default=3, ge=0)
+    """Spot preemptions resumed on spot (with --auto-resume); after them the replacement is
+    on-demand."""
+    max_restarts: int = Field(default=0, ge=0)
+    """Re-runs allowed after the script fails (exit code not 0)."""
+    restart_on_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(default_factory=list)
+    """Exit codes (e.g. a known flaky NCCL failure) that restart without using up max_restarts
+    (at most 10 such restarts in a row)."""
+    capacity_wait: Duration | None = None
+    """How long a job whose machine cannot be placed for lack of capacity waits `pending`,
+    retrying with exponential backoff, before it ends no_capacity (default: it ends at once)."""
+    hang_timeout: Duration | None = None
+    """The agent's watchdog stops the script as hung after no progress (log line, checkpoint,
+    Checkpointer.progress(), GPU at or above hang_gpu_util) for this long (default: no watchdog)."""
+    hang_gpu_util: float = Field(default=5.0, ge=0, le=100)
+    """GPU utilisation (percent, the busiest GPU) at or above which the GPU counts as progress."""
+    max_hang_restarts: int = Field(default=1, ge=0)
+    """Restarts allowed after the agent's watchdog declared the script hung."""
+    max_total_duration: Duration | None = None
+    """Cap on the job's wall-clock time over all attempts, from submission; reaching it stops
+    the job gracefully (checkpoint saved) as time_limit."""
+
+
+class NotifyConfig(_Section):
+    """``[notify]``: where runctl sends a message when something happens to a job (see
+    :mod:`runctl.clients.notify`): ended (with its cost), preempted, resumed, restarted, hung,
+    a budget at ``[cost] warn_at`` and at its limit, a release that could not be verified.
+    """
+
+    urls: list[SecretStr] = Field(default_factory=list)
+    """apprise URLs (slack://…, discord://…, ntfy://…, mailto://…, json://host/path); secrets:
+    never shown, logged or stored in the ledger. `--notify URL` adds one for a job."""
+
+
 class StorageConfig(_Section):
     """``[storage]``: where jobs keep checkpoints, logs and status, and how S3 transfers run.
 
@@ -424,6 +465,8 @@ class Config(_Section):
     cost: CostConfig = Field(default_factory=CostConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
 

@@ -71,11 +71,15 @@ FINAL_JOB_STATES = frozenset(
         "preempted",
         "no_capacity",
         "failed_setup",
+        "hung",
+        "time_limit",
         "failed_precheck",
     }
 )
 #: Final states whose last checkpoint a new run of the same job should continue from.
-RESUMABLE_JOB_STATES = frozenset({"failed", "interrupted", "timed_out", "lost", "preempted"})
+RESUMABLE_JOB_STATES = frozenset(
+    {"failed", "interrupted", "timed_out", "lost", "preempted", "hung", "time_limit"}
+)
 #: Resource states in which the resource no longer exists and costs nothing.
 GONE_RESOURCE_STATES = frozenset({"terminated", "deleted", "released", "create_failed"})
 

@@ -4,7 +4,8 @@ ways they leave the process.
 Two kinds of metric, decided here:
 
 * **Counters and histograms of what this process did** (jobs it started and ended, retries,
-  cloud API calls): ordinary prometheus-client metrics, counted from the process start.
+  cloud API calls): ordinary prometheus-client metrics, counted from the process start; and on
+  a machine, the agent's last GPU reading (``runctl_gpu_utilisation_percent``).
 * **Gauges of the ledger** (active resources, cost so far, spend rate) and the allocation-time
   histogram are computed from the ledger at collection time by :class:`LedgerCollector`, so
   every export shows the truth of the whole ledger — every runctl process's jobs, not only this
@@ -42,7 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -110,6 +111,14 @@ JOBS_FAILED = _both(
         "runctl_training_jobs_failed_total",
         "Training jobs that did not succeed, by outcome",
         ["provider", "outcome"],
+        registry=None,
+    )
+)
+GPU_UTILISATION = _both(
+    Gauge(
+        "runctl_gpu_utilisation_percent",
+        "GPU utilisation on this machine as the agent last read it, by GPU index",
+        ["gpu"],
         registry=None,
     )
 )

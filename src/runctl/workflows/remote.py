@@ -12,7 +12,10 @@ error):
 * ``succeeded`` / ``failed`` — the script's exit code, from the agent's final status;
 * ``preempted`` — the agent saw a spot notice or an OS shutdown, *or* the machine vanished
   (terminated, stopped) while the job was running;
-* ``no_capacity`` — no zone or market could place the machine;
+* ``no_capacity`` — no zone or market could place the machine (within ``capacity_wait``);
+* ``hung`` — the agent's watchdog saw no progress, and ``max_hang_restarts`` is used up;
+* ``time_limit`` — the job reached ``[recovery] max_total_duration`` (stopped gracefully,
+  checkpoints kept; exit code 124);
 * ``failed_setup`` — the code bundle or the agent could not be set up, or the agent missed
   ``[remote] agent_start_timeout`` (:mod:`runctl.workflows.remote_deadlines`);
 * ``failed_precheck`` — config, credentials or input refused before anything was created
@@ -31,13 +34,14 @@ agent's heartbeat turns into a graceful stop (SIGTERM, checkpoint, final sync). 
 not ended the job within the grace period plus three heartbeats and a minute, the controller
 releases the machine (the OS shutdown still gives the script its SIGTERM).
 
-Preemptions and restarts after code failures are counted apart (``job.preemption`` and
-``job.restart`` events; ``jobs show`` reports both).
-
-Auto-resume (``--auto-resume``): on ``preempted`` a replacement of the same type and market is
-launched and the agent resumes from the latest complete checkpoint in storage (attempt + 1);
-after ``max_preemptions`` spot preemptions the replacement is on-demand. ``max_restarts``
-allows re-running after a code failure (``failed``), on the same machine when it is still up.
+What happens after an attempt ends early is the job's recovery policy (``[recovery]``, stored
+with the request; :mod:`runctl.core.recovery` decides and says why, each decision a ledger
+event). Auto-resume (``--auto-resume``): on ``preempted`` a replacement of the same type and
+market is launched and the agent resumes from the latest complete checkpoint in storage
+(attempt + 1); after ``max_preemptions`` spot preemptions the replacement is on-demand.
+``max_restarts`` (and ``restart_on_exit_codes``, ``max_hang_restarts``) allow re-running after a
+failure, on the same machine when it is still up. A placement refused for capacity waits up
+to ``capacity_wait`` (the job ``pending``, or between attempts) before ``no_capacity``.
 
 The request is stored on the job (``Job.request``): ``runctl jobs wait JOB`` reattaches with all
 of it — the machine spec to relaunch with, limits, ``--keep``, grace period, outputs — and only
@@ -73,9 +77,9 @@ from typing import Any, BinaryIO, Literal
 
 from runctl.agent.deps import DEPS
 from runctl.agent.storage_settings import agent_storage_env
-from runctl.agent.sync import CODE_KEY, STATUS_KEY, read_log, request_stop
+from runctl.agent.sync import CODE_KEY, NOTIFY_KEY, STATUS_KEY, read_log, request_stop
 from runctl.core.budget import JobBudgetWatch
-from runctl.core.config import Config
+from runctl.core.config import Config, RecoveryConfig
 from runctl.core.errors import (
     AuthError,
     BudgetError,
@@ -90,12 +94,15 @@ from runctl.core.errors import (
 )
 from runctl.core.ledger import GONE_RESOURCE_STATES, Job, Ledger, Resource
 from runctl.core.lifecycle import Lifecycle
+from runctl.core.recovery import TIME_LIMIT, Decision, Recovery, capacity_retry
 from runctl.core.testhooks import crash_point
+from runctl.core.units import duration
 from runctl.providers.base import ComputeProvider, Machine, MachineSpec
 from runctl.storage import Storage, open_storage
 from runctl.workflows import agent_shipping, job_env, launch
 from runctl.workflows.bundle import build_bundle
 from runctl.workflows.local import validate_name
+from runctl.workflows.notices import JobNotices
 from runctl.workflows.remote_deadlines import (
     AgentStartWatch,
     end_on_error,
@@ -106,7 +113,9 @@ from runctl.workflows.remote_timings import record_timings
 
 OnInterrupt = Literal["detach", "stop", "terminate"]
 ON_INTERRUPT: tuple[OnInterrupt, ...] = ("detach", "stop", "terminate")
-AGENT_STATES_FINAL = frozenset({"succeeded", "failed", "preempted", "cancelled", "timed_out", "failed_setup"})
+AGENT_STATES_FINAL = frozenset(
+    {"succeeded", "failed", "preempted", "cancelled", "timed_out", "failed_setup", "hung"}
+)
 #: The job state of a remote job whose machine was stopped on purpose (not final: jobs resume).
 STOPPED = "stopped"
 #: Seconds the controller gives the agent, beyond grace + 3 heartbeats, to act on a stop request.
@@ -127,8 +136,7 @@ class RemoteTrain:
     spec: MachineSpec | None = None
     wait: bool = True
     auto_resume: bool = False
-    max_restarts: int = 0
-    max_preemptions: int = 3
+    recovery: RecoveryConfig | None = None  # None: the config's [recovery], resolved at submit
     on_interrupt: OnInterrupt = "detach"
     grace_period: float = 30.0
     max_duration: float | None = None
@@ -146,6 +154,11 @@ class RemoteTrain:
     variables: dict[str, str] = field(default_factory=dict, repr=False)
     secret_names: list[str] = field(default_factory=list)
     over_budget: bool = False  # launch even when a [cost] limit refuses it
+    notify: list[str] = field(default_factory=list)  # apprise URLs besides [notify]; never stored
+
+    def notify_urls(self, config: Config) -> list[str]:
+        """Where this job's notices go: ``[notify] urls`` plus ``--notify``."""
+        return [*(u.get_secret_value() for u in config.notify.urls), *self.notify]
 
     def __post_init__(self) -> None:
         if self.on_interrupt not in ON_INTERRUPT:
@@ -165,6 +178,8 @@ class RemoteTrain:
         data["outputs_to"] = None if self.outputs_to is None else str(self.outputs_to)
         data["spec"] = None if self.spec is None else self.spec.to_dict()
         data["variables"] = dict.fromkeys(sorted(self.variables), "(in the job's storage)")
+        data["recovery"] = None if self.recovery is None else self.recovery.model_dump()
+        del data["notify"]  # URLs carry tokens: not in the ledger
         return data
 
     @classmethod
@@ -177,6 +192,9 @@ class RemoteTrain:
             values["outputs_to"] = Path(values["outputs_to"])
         if values.get("spec") is not None:
             values["spec"] = MachineSpec.from_dict(values["spec"])
+        legacy = {k: data[k] for k in ("max_restarts", "max_preemptions") if k in data}  # before [recovery]
+        if values.get("recovery") is not None or legacy:
+            values["recovery"] = RecoveryConfig.model_validate({**legacy, **(values.get("recovery") or {})})
         return cls(**values)
 
 
@@ -248,6 +266,9 @@ def agent_argv(
     if request.setup:
         argv += ["--setup", request.setup]
     argv += ["--deps", request.deps, "--setup-timeout", f"{setup_timeout}s"]
+    if request.recovery is not None and request.recovery.hang_timeout is not None:
+        argv += ["--hang-timeout", f"{request.recovery.hang_timeout}s"]
+        argv += ["--hang-gpu-util", f"{request.recovery.hang_gpu_util:g}"]
     return [*argv, "--", request.script, *request.args]
 
 
@@ -312,10 +333,12 @@ class RemoteTrainer:
         self._interrupted: int | None = None
         self._watch: JobBudgetWatch | None = None
         self._stop_asked: float | None = None  # monotonic time the budget stop was requested
+        self._limit: tuple[str, int, str] | None = None  # the overall cap reached: (state, code, why)
         self._next_refresh = 0.0
         self._start_watch: AgentStartWatch | None = None  # the current attempt's start deadline
         self._last_chunk: str | None = None  # the last log chunk echoed, over all attempts
         self._timings_seen: set[tuple[int, str]] = set()  # start-up timings already recorded
+        self._notices: JobNotices | None = None  # the job followed now
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -328,6 +351,8 @@ class RemoteTrainer:
         existing = None if request.machine is None else self._resource_for(request.machine)
         self._check_on_interrupt(request, existing)
         self._check_credentials(request)
+        if request.recovery is None:  # stored resolved: a reattach keeps the rules it started with
+            request.recovery = self.config.recovery.model_copy()
         prepared = None
         if request.spec is not None and existing is None:
             prepared = self._prepare(request.spec, request)  # precheck, priced plan, verdict
@@ -344,6 +369,8 @@ class RemoteTrainer:
         storage = job_storage(self.config, job.id)
         try:
             job_env.upload(storage, request.variables, request.secret_names)
+            if urls := request.notify_urls(self.config):  # for the agent's own notices
+                storage.write_json(NOTIFY_KEY, {"urls": urls})
             if request.sync_code:
                 with tempfile.TemporaryDirectory() as tmp:
                     bundle = build_bundle(
@@ -360,6 +387,12 @@ class RemoteTrainer:
         except CapacityError as exc:
             job_env.delete(storage)
             self.ledger.finish_job(job.id, "no_capacity", detail=str(exc), exit_code=int(exc.exit_code))
+            raise
+        except KeyboardInterrupt:  # e.g. while waiting for capacity: no job stays pending
+            self._cleanup(job.id)
+            self.ledger.finish_job(
+                job.id, "cancelled", detail="Ctrl-C before the job started", exit_code=int(ExitCode.SIGINT)
+            )
             raise
         except PRECHECK_ERRORS as exc:
             job_env.delete(storage)
@@ -433,9 +466,45 @@ class RemoteTrainer:
         if self.provider.command_at_creation:
             spec = self._with_command(prepared.plan.spec, self.ledger.get_job(job.id), request, attempt=1)
             prepared = replace(prepared, plan=self.provider.plan(spec))
-        machine = launch.apply(prepared, job_id=job.id)[0]
+        machine = self._place(prepared, job.id, request)
         self.say(f"machine {machine.cloud_id} ({machine.zone or ''}) for job {job.id}")
         return machine
+
+    def _place(self, prepared: launch.Launch, job_id: str, request: RemoteTrain) -> Machine:
+        """Create the job's machine; refused for capacity, wait ``capacity_wait`` (the job stays
+        ``pending`` or between attempts) trying again with backoff (:mod:`runctl.core.recovery`)."""
+        policy = request.recovery or self.config.recovery
+        wait = policy.capacity_wait
+        if wait is not None and policy.max_total_duration is not None:  # the job's cap bounds it
+            left = policy.max_total_duration - (time.time() - self.ledger.get_job(job_id).created_at)
+            wait = max(1.0, min(wait, left))
+        if wait is None:
+            return launch.apply(prepared, job_id=job_id)[0]
+        tries = 0
+
+        def place() -> Machine:
+            nonlocal tries
+            tries += 1
+            try:
+                return launch.apply(prepared, job_id=job_id)[0]
+            except CapacityError as exc:
+                reason = f"try {tries}: {exc}; waiting for capacity (capacity_wait {duration(wait)})"
+                self.ledger.add_event(
+                    "recovery.capacity_wait", reason[:500], job_id=job_id, data={"try": tries}
+                )
+                self.say(f"job {job_id}: no capacity yet (try {tries}); trying again with backoff")
+                raise CapacityError(str(exc), provider=exc.provider, retryable=True, hint=exc.hint) from exc
+
+        try:
+            return capacity_retry(wait).call(place)
+        except RetryExhaustedError as exc:
+            if not isinstance(exc.last_error, CapacityError):
+                raise
+            raise CapacityError(
+                f"no capacity within capacity_wait ({duration(wait)}, {tries} tries): {exc.last_error}",
+                provider=exc.last_error.provider,
+                hint="a longer --capacity-wait, another instance type, zone or region",
+            ) from exc
 
     def _resource_for(self, ref: str) -> Resource:
         if self.provider.command_at_creation:
@@ -514,35 +583,45 @@ class RemoteTrainer:
         """Follow the job to its end, resuming and restarting as allowed; returns the outcome."""
         job = self.ledger.get_job(job_id)
         storage = job_storage(self.config, job.id)
-        self._interrupted = self._stop_asked = None  # a trainer may follow a job more than once
-        preemptions = restarts = 0
+        self._interrupted = self._stop_asked = self._limit = None  # a trainer may follow a job again
+        policy = request.recovery or self.config.recovery
+        recovery = Recovery.from_events(policy, self.ledger.events(job_id=job.id, limit=100_000))
         spec = request.spec
         self._watch = JobBudgetWatch(self.ledger, job.id, self.config.cost)
+        self._notices = JobNotices(self.ledger, job.id, request.notify_urls(self.config))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while True:
                 state, status = self._follow_attempt(job, storage, request)
                 if state is None:  # interrupted on the controller
                     return self._interrupt(job, request)
-                if self._watch.reason is not None and state not in ("succeeded", "cancelled"):
-                    detail = f"stopped: {self._watch.reason}; {status.get('detail') or state}"
-                    state, status = (
-                        "cancelled",
-                        {**status, "detail": detail, "exit_code": int(ExitCode.BUDGET)},
+                if self._limit is not None and state != "succeeded":
+                    limit_state, limit_code, reason = self._limit
+                    if state != "cancelled" or limit_state != "cancelled":  # else the agent's own words
+                        said = status.get("detail") or state
+                        detail = said if str(said).startswith("stopped: ") else f"stopped: {reason}; {said}"
+                        state, status = limit_state, {**status, "detail": detail, "exit_code": limit_code}
+                decision = recovery.after(
+                    state,
+                    status.get("exit_code"),
+                    auto_resume=request.auto_resume and spec is not None,
+                    spot=spec is not None and spec.spot,
+                    elapsed=time.time() - job.created_at,
+                )
+                if decision.action != "end" or state in ("preempted", "failed", "hung"):
+                    self.ledger.add_event(
+                        decision.event_kind,
+                        f"attempt {job.attempt} {state}: {decision.reason}",
+                        job_id=job.id,
+                        data=decision.event_data(job.attempt),
                     )
-                machine = self._current_machine(job.id)
-                if state == "preempted" and request.auto_resume and spec is not None:
-                    preemptions += 1
-                    if spec.spot and preemptions > request.max_preemptions:
-                        self.say(f"{preemptions - 1} preemptions: the next machine is on-demand")
-                        spec = replace(spec, spot=False)
-                    job = self._next_attempt(job, request, spec, reason="preempted")
-                    continue
-                if state == "failed" and restarts < request.max_restarts:
-                    restarts += 1
-                    job = self._next_attempt(job, request, spec, reason="failed", machine=machine)
-                    continue
-                return self._finish(job, request, state, status)
+                if decision.action == "end":
+                    return self._finish(job, request, state, status)
+                if decision.on_demand and spec is not None:
+                    self.say(f"job {job.id}: {decision.reason}")
+                    spec = replace(spec, spot=False)
+                machine = None if decision.action == "resume" else self._current_machine(job.id)
+                job = self._next_attempt(job, request, spec, decision=decision, machine=machine)
         except BudgetError as exc:  # a replacement machine was refused
             status = {"detail": f"not resumed: {exc}", "exit_code": int(exc.exit_code)}
             return self._finish(self.ledger.get_job(job.id), request, "cancelled", status)
@@ -552,6 +631,7 @@ class RemoteTrainer:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._notices.relay()  # the end, a failed release
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._interrupted = signum
@@ -590,10 +670,13 @@ class RemoteTrainer:
                     self.ledger, self.provider, job, timeout, say=self.say
                 )
             self._watch_cost(job, storage, request)
+            if self._notices is not None:
+                self._notices.relay()
             time.sleep(request.poll_interval)
 
     def _watch_cost(self, job: Job, storage: Storage, request: RemoteTrain) -> None:
-        """Refresh the machine's rate now and then; stop the job at its ``max_cost_usd``."""
+        """Refresh the machine's rate now and then; stop the job at its ``max_cost_usd`` or its
+        ``max_total_duration``."""
         now = time.monotonic()
         if now >= self._next_refresh:
             self._next_refresh = now + self.config.cost.rate_refresh_interval
@@ -610,8 +693,9 @@ class RemoteTrainer:
         if self._watch is None:
             return
         if self._stop_asked is None:
-            reason = self._watch.check()
-            if reason is not None:
+            self._limit = self._limit_reached(job, request)
+            if self._limit is not None:
+                reason = self._limit[2]
                 request_stop(storage, attempt=job.attempt, reason=reason)
                 self._stop_asked = now
                 self.say(f"job {job.id}: {reason}: asking the agent to stop it (checkpoint first)")
@@ -621,6 +705,20 @@ class RemoteTrainer:
             if machine is not None:
                 self.say(f"the agent did not stop job {job.id}: releasing {machine.cloud_id}")
                 self._release_quietly(machine)
+
+    def _limit_reached(self, job: Job, request: RemoteTrain) -> tuple[str, int, str] | None:
+        """(outcome, exit code, reason) of the overall cap the job has reached, if one."""
+        reason = self._watch.check() if self._watch is not None else None
+        if reason is not None:
+            return "cancelled", int(ExitCode.BUDGET), reason
+        cap = (request.recovery or self.config.recovery).max_total_duration
+        if cap is not None and time.time() - job.created_at >= cap:
+            reason = f"max_total_duration ({duration(cap)}) reached"
+            self.ledger.add_event(
+                "recovery.time_limit", f"job {job.id}: {reason}: stopping it", job_id=job.id
+            )
+            return TIME_LIMIT, int(ExitCode.TIMEOUT), reason
+        return None
 
     def _record_heartbeat(self, job: Job, status: dict[str, Any], last: float) -> float:
         """Keep the agent's utilisation in the ledger (``runctl top`` draws it), every 30 s."""
@@ -672,15 +770,11 @@ class RemoteTrainer:
         request: RemoteTrain,
         spec: MachineSpec | None,
         *,
-        reason: str,
+        decision: Decision,
         machine: Resource | None = None,
     ) -> Job:
         attempt = job.attempt + 1
-        self.say(f"job {job.id} {reason}: starting attempt {attempt} from the latest checkpoint")
-        kind = "job.preemption" if reason == "preempted" else "job.restart"
-        self.ledger.add_event(
-            kind, f"attempt {job.attempt} {reason}", job_id=job.id, data={"attempt": job.attempt}
-        )
+        self.say(f"job {job.id}: {decision.reason}; starting attempt {attempt} from the latest checkpoint")
         self.ledger.update_job(job.id, attempt=attempt)
         job = self.ledger.get_job(job.id)
         target: Machine | None = None
@@ -698,7 +792,7 @@ class RemoteTrainer:
                 raise ValidationError("the job's machine is gone and no spec was given to replace it")
             if self.provider.command_at_creation:
                 spec = self._with_command(spec, job, request, attempt=attempt)
-            target = launch.apply(self._prepare(spec, request), job_id=job.id)[0]
+            target = self._place(self._prepare(spec, request), job.id, request)
         self._start(target, job, request, job.storage_url or "", attempt=attempt)
         return job
 
