@@ -395,7 +395,7 @@ configs = st.fixed_dictionaries(
             rate_usd_per_hour=st.floats(min_value=0, max_value=1e4),
         ),
         "checkpoint": _section(
-            dir=_text.filter(lambda s: "\0" not in s).map(Path),
+            dir=_text.filter(lambda s: "\0" not in s and s.strip()).map(Path),  # blank: refused
             keep_last_n=st.integers(1, 10**6),
             resume=st.booleans(),
         ),
