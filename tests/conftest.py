@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.fake_runpod import FakeRunpod
 from tests.support.fault_proxy import FaultProxy
-from tests.support.remote import project  # noqa: F401  (a fixture: the remote-training project)
+from tests.support.remote import cloud, project  # noqa: F401  (fixtures: simulated EC2, the project)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -4,15 +4,12 @@ SSM's command history, the ledger, the logs or any output; the storage object go
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import pytest
 
 from tests.conftest import run_cli
 from tests.support.machine_sim import MachineSimulator
-from tests.support.remote import job_bucket
 
 SECRET = "s3cr3t-Value-8f41c2"
 SCRIPT = """
@@ -22,15 +19,6 @@ out = Path(os.environ["RUNCTL_OUTPUT_DIR"])
 (out / "seen.txt").write_text(os.environ["API_TOKEN"] + "|" + os.environ["EPOCHS"] + "|" + os.environ["LR"])
 print("token length", len(os.environ["API_TOKEN"]), flush=True)
 """
-
-
-@pytest.fixture
-def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MachineSimulator]:
-    job_bucket(monkeypatch)
-    monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
-    sim = MachineSimulator(tmp_path / "machines", aws)
-    yield sim
-    sim.close()
 
 
 def test_a_secret_reaches_the_script_and_nothing_else(

@@ -6,25 +6,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
 from tests.support.machine_sim import MachineSimulator
-from tests.support.remote import job_bucket
 
 SCRIPT = "import sys\nprint('python', '%d.%d' % sys.version_info[:2], sys.executable, flush=True)\n"
-
-
-@pytest.fixture
-def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MachineSimulator]:
-    job_bucket(monkeypatch)
-    monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
-    sim = MachineSimulator(tmp_path / "machines", aws)
-    yield sim
-    sim.close()
 
 
 def train(project: Path, *options: str) -> dict:

@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -26,15 +26,6 @@ from tests.support.remote import (
     wait_for_checkpoint_in_storage,
     wait_for_heartbeat_in_storage,
 )
-
-
-@pytest.fixture
-def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MachineSimulator]:
-    job_bucket(monkeypatch)
-    monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
-    sim = MachineSimulator(tmp_path / "machines", aws)
-    yield sim
-    sim.close()
 
 
 def instances(state: str | None = None) -> list[dict]:

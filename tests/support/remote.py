@@ -7,10 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
+
+from tests.support.machine_sim import MachineSimulator
 
 TRAIN = """
 import os, sys, time
@@ -87,3 +90,13 @@ def controller(*args: str, cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+@pytest.fixture
+def cloud(aws: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MachineSimulator]:
+    """EC2 machines played by the machine simulator on the moto server, with the job bucket."""
+    job_bucket(monkeypatch)
+    monkeypatch.setenv("RUNCTL_AWS__REGION", "us-east-1")
+    sim = MachineSimulator(tmp_path / "machines", aws)
+    yield sim
+    sim.close()
